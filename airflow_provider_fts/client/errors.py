@@ -1,0 +1,193 @@
+"""One small exception tree for everything the FTS client can report.
+
+Local problems (bad input, unusable credentials) are raised before any request and
+say which field is wrong and how to fix it. Server answers are mapped to exceptions
+in exactly one place, :func:`error_from_response`, whatever shape the body has:
+
+* JSON ``{"status": "400 Bad Request", "message": "..."}`` from the Flask app;
+* per-job ``{"job_id", "http_status", "http_message"}`` from ``/jobs/<id>``;
+* the HTML pages of the authentication middleware (and 503 pages of overloaded hosts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+__all__ = [
+    "AmbiguousSubmission",
+    "BadRequest",
+    "Conflict",
+    "FTSConnectionError",
+    "FTSCredentialError",
+    "FTSError",
+    "FTSHTTPError",
+    "FTSValidationError",
+    "NeedsDelegation",
+    "NotAuthorised",
+    "NotFound",
+    "ServerError",
+    "TryAgain",
+    "error_from_response",
+]
+
+
+class FTSError(Exception):
+    """Base class of every error raised by this package's FTS client."""
+
+
+class FTSValidationError(FTSError, ValueError):
+    """Input rejected locally, before any request: names the field and the fix."""
+
+    def __init__(self, field: str, problem: str, fix: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        message = f"{field}: {problem}"
+        if fix:
+            message += f" Fix: {fix}"
+        super().__init__(message)
+
+
+class FTSCredentialError(FTSValidationError):
+    """A credential that cannot be used (expired proxy, key not matching, missing CA)."""
+
+
+class FTSConnectionError(FTSError):
+    """No HTTP answer: connection refused or reset, TLS failure, or timeout (after retries)."""
+
+
+class AmbiguousSubmission(FTSConnectionError):
+    """A submission was sent but no answer came back, so FTS may or may not hold the job.
+
+    ``expected_job_id`` is the id the job has if it was stored (deterministic ids), so a
+    caller can look it up instead of submitting again.
+    """
+
+    def __init__(self, message: str, expected_job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.expected_job_id = expected_job_id
+
+
+class FTSHTTPError(FTSError):
+    """FTS answered with an error status."""
+
+    def __init__(self, status: int, message: str, *, method: str = "", path: str = "") -> None:
+        self.status = status
+        self.message = message
+        self.method = method
+        self.path = path
+        where = f" ({method} {path})" if method else ""
+        super().__init__(f"FTS answered {status}{where}: {message}")
+
+
+class BadRequest(FTSHTTPError):
+    """400 (and other 4xx such as 405): the server refused the request as malformed."""
+
+
+class NotAuthorised(FTSHTTPError):
+    """401/403: the credential is not allowed to do this (or is not recognised)."""
+
+
+class NotFound(FTSHTTPError):
+    """404: no such job, field, delegation or route."""
+
+
+class Conflict(FTSHTTPError):
+    """409: duplicate submission (``sid`` already used)."""
+
+
+class NeedsDelegation(FTSHTTPError):
+    """419: FTS has no delegated proxy for us, or it expired or has under one hour left."""
+
+
+class ServerError(FTSHTTPError):
+    """5xx: a fault on the server side."""
+
+
+class TryAgain(ServerError):
+    """502/503/504: the service is overloaded or restarting; the request may be retried."""
+
+
+_BY_STATUS: dict[int, type[FTSHTTPError]] = {
+    401: NotAuthorised,
+    403: NotAuthorised,
+    404: NotFound,
+    409: Conflict,
+    419: NeedsDelegation,
+    502: TryAgain,
+    503: TryAgain,
+    504: TryAgain,
+}
+
+_HTML_TAG = re.compile(r"<[^>]+>")
+_WHITESPACE = re.compile(r"\s+")
+_MAX_MESSAGE = 500
+
+
+def error_class_for(status: int) -> type[FTSHTTPError]:
+    """The exception class for an HTTP status code."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ServerError
+    return BadRequest
+
+
+def message_from_body(body: str | bytes | None, content_type: str = "") -> str:
+    """The human message of an error body, whatever its shape."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    body = (body or "").strip()
+    if not body:
+        return ""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        for key in ("message", "http_message"):
+            if parsed.get(key):
+                return str(parsed[key])
+        if parsed.get("http_status"):
+            return str(parsed["http_status"])
+    if isinstance(parsed, str):
+        return parsed
+    if "html" in content_type.lower() or body.lstrip().startswith("<"):
+        # Werkzeug pages: the <p> holds the description; the <title> the status.
+        paragraph = re.search(r"<p>(.*?)</p>", body, re.S | re.I)
+        text = paragraph.group(1) if paragraph else body
+        body = _WHITESPACE.sub(" ", _HTML_TAG.sub(" ", text)).strip()
+    return body[:_MAX_MESSAGE]
+
+
+def error_from_response(
+    status: int,
+    body: str | bytes | None,
+    content_type: str = "",
+    *,
+    method: str = "",
+    path: str = "",
+) -> FTSHTTPError:
+    """Map any FTS error answer to the exception that describes it."""
+    message = message_from_body(body, content_type) or f"HTTP {status}"
+    return error_class_for(status)(status, message, method=method, path=path)
+
+
+def error_from_job_entry(entry: dict, *, method: str = "", path: str = "") -> FTSHTTPError:
+    """Map a per-job error entry (``{"job_id", "http_status", "http_message"}``)."""
+    status_text = str(entry.get("http_status", ""))
+    try:
+        status = int(status_text.split()[0])
+    except (IndexError, ValueError):
+        status = 500
+    message = entry.get("http_message") or status_text
+    return error_class_for(status)(status, str(message), method=method, path=path)
+
+
+def is_job_error_entry(entry: object) -> bool:
+    """True for a per-job error entry of a multi-id answer (not a job object)."""
+    if not isinstance(entry, dict) or "job_state" in entry:
+        return False
+    status = str(entry.get("http_status", ""))
+    return bool(status) and not status.startswith(("200", "304"))

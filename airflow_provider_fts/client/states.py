@@ -1,0 +1,154 @@
+"""One vocabulary for FTS job and file states, and the outcome summary of a job.
+
+Job states and file states share most names, so both enums derive from ``str``: a
+value read from JSON compares equal to the member (``JobState("FINISHED") == "FINISHED"``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+__all__ = ["FileState", "JobState", "summarize_job"]
+
+
+class JobState(str, Enum):
+    """States of an FTS job (REFERENCE section 5.1)."""
+
+    STAGING = "STAGING"
+    SUBMITTED = "SUBMITTED"
+    READY = "READY"
+    ACTIVE = "ACTIVE"
+    DELETE = "DELETE"
+    ARCHIVING = "ARCHIVING"
+    QOS_TRANSITION = "QOS_TRANSITION"
+    QOS_REQUEST_SUBMITTED = "QOS_REQUEST_SUBMITTED"
+    FINISHED = "FINISHED"
+    FINISHEDDIRTY = "FINISHEDDIRTY"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_JOB
+
+    @property
+    def is_success(self) -> bool:
+        return self is JobState.FINISHED
+
+    @classmethod
+    def parse(cls, value: str) -> JobState:
+        """The member for ``value``; a clear ``ValueError`` for an unknown state."""
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown FTS job state {value!r}; known states: {known}") from None
+
+
+class FileState(str, Enum):
+    """States of one file (one source/destination pair) of an FTS job."""
+
+    STAGING = "STAGING"
+    STARTED = "STARTED"
+    SUBMITTED = "SUBMITTED"
+    READY = "READY"
+    ACTIVE = "ACTIVE"
+    ARCHIVING = "ARCHIVING"
+    QOS_TRANSITION = "QOS_TRANSITION"
+    QOS_REQUEST_SUBMITTED = "QOS_REQUEST_SUBMITTED"
+    FORCE_START = "FORCE_START"
+    TOKEN_PREP = "TOKEN_PREP"
+    NOT_USED = "NOT_USED"
+    ON_HOLD = "ON_HOLD"
+    ON_HOLD_STAGING = "ON_HOLD_STAGING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_FILE
+
+    @classmethod
+    def parse(cls, value: str) -> FileState:
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown FTS file state {value!r}; known states: {known}") from None
+
+
+_TERMINAL_JOB = frozenset(
+    {JobState.FINISHED, JobState.FINISHEDDIRTY, JobState.FAILED, JobState.CANCELED}
+)
+_TERMINAL_FILE = frozenset({FileState.FINISHED, FileState.FAILED, FileState.CANCELED})
+
+TERMINAL_JOB_STATES: frozenset[str] = frozenset(s.value for s in _TERMINAL_JOB)
+TERMINAL_FILE_STATES: frozenset[str] = frozenset(s.value for s in _TERMINAL_FILE)
+
+#: The file fields a summary needs; pass them as ``?files=`` to keep answers small.
+SUMMARY_FILE_FIELDS: tuple[str, ...] = (
+    "file_id",
+    "file_index",
+    "file_state",
+    "source_surl",
+    "dest_surl",
+    "reason",
+    "recoverable",
+    "filesize",
+    "user_filesize",
+    "tx_duration",
+    "throughput",
+    "checksum",
+    "file_metadata",
+)
+
+
+def summarize_job(job: Mapping[str, Any], files: Iterable[Mapping[str, Any]] = ()) -> dict:
+    """A compact, JSON-ready outcome of one job: what a DAG needs to act on it.
+
+    ``files`` are file records (from ``/jobs/<id>/files`` or ``?files=`` with at least
+    :data:`SUMMARY_FILE_FIELDS`). Bytes count only FINISHED files; the mean throughput is
+    bytes moved over the summed transfer time, in MiB/s.
+    """
+    counts: Counter[str] = Counter()
+    failed: list[dict] = []
+    bytes_moved = 0
+    seconds = 0.0
+    for record in files:
+        state = str(record.get("file_state") or "")
+        counts[state] += 1
+        if state == FileState.FINISHED:
+            bytes_moved += int(record.get("filesize") or record.get("user_filesize") or 0)
+            seconds += float(record.get("tx_duration") or 0)
+        elif state in (FileState.FAILED, FileState.CANCELED):
+            failed.append(
+                {
+                    "file_id": record.get("file_id"),
+                    "source": record.get("source_surl"),
+                    "destination": record.get("dest_surl"),
+                    "state": state,
+                    "reason": record.get("reason") or "",
+                    "recoverable": bool(record.get("recoverable")),
+                }
+            )
+    throughput = bytes_moved / seconds / 2**20 if seconds > 0 else None
+    return {
+        "job_id": job.get("job_id"),
+        "job_state": job.get("job_state"),
+        "reason": job.get("reason"),
+        "files": sum(counts.values()),
+        "file_states": dict(sorted(counts.items())),
+        "failed_files": failed,
+        "bytes": bytes_moved,
+        "throughput_mib_s": round(throughput, 3) if throughput is not None else None,
+    }

@@ -1,0 +1,1 @@
+"""Test helpers: a local FTS3 emulator and a test PKI (no Airflow import)."""
