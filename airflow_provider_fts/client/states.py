@@ -1,20 +1,20 @@
 """One vocabulary for FTS job and file states, and the outcome summary of a job.
 
-Job states and file states share most names, so both enums derive from ``str``: a
-value read from JSON compares equal to the member (``JobState("FINISHED") == "FINISHED"``).
+Job states and file states share most names; both are ``StrEnum`` so a value read from
+JSON compares equal to its member (``JobState("FINISHED") == "FINISHED"``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = ["FileState", "JobState", "summarize_job"]
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """States of an FTS job (REFERENCE section 5.1)."""
 
     STAGING = "STAGING"
@@ -29,9 +29,6 @@ class JobState(str, Enum):
     FINISHEDDIRTY = "FINISHEDDIRTY"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def is_terminal(self) -> bool:
@@ -51,7 +48,7 @@ class JobState(str, Enum):
             raise ValueError(f"unknown FTS job state {value!r}; known states: {known}") from None
 
 
-class FileState(str, Enum):
+class FileState(StrEnum):
     """States of one file (one source/destination pair) of an FTS job."""
 
     STAGING = "STAGING"
@@ -70,9 +67,6 @@ class FileState(str, Enum):
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def is_terminal(self) -> bool:

@@ -1,0 +1,494 @@
+"""FTSClient: one method per FTS operation, over one pooled HTTPS session.
+
+Where it is better than the official ``fts3`` client: it keeps one TLS connection,
+asks ``/whoami`` once, checks the delegation once every few minutes instead of before
+every submit, submits with deterministic ids so a lost answer never duplicates a job,
+and reads multi-job answers (207) entry by entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from airflow_provider_fts.client.credentials import Credentials, Trust
+from airflow_provider_fts.client.delegation import parse_termination_time, sign_proxy_request
+from airflow_provider_fts.client.errors import (
+    BadRequest,
+    Conflict,
+    FTSConnectionError,
+    FTSValidationError,
+    NeedsDelegation,
+    NotFound,
+)
+from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
+from airflow_provider_fts.client.submission import BASE_ID, build_submission, expected_job_id
+from airflow_provider_fts.client.transport import RetryPolicy, Transport
+
+__all__ = ["DEFAULT_PORT", "MAX_IDS_PER_REQUEST", "FTSClient", "normalise_endpoint"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8446
+MAX_IDS_PER_REQUEST = 100
+MAX_LIST_LIMIT = 500
+_LIST_FILTERS = frozenset(
+    {
+        "vo_name",
+        "user_dn",
+        "dlg_id",
+        "state_in",
+        "source_se",
+        "dest_se",
+        "time_window",
+        "limit",
+        "fields",
+    }
+)
+# A delegation renewal must buy at least this much more lifetime to be worth a round trip;
+# otherwise a short user proxy would be re-delegated at every check.
+_MIN_RENEWAL_GAIN = timedelta(minutes=10)
+
+
+def normalise_endpoint(endpoint: str) -> str:
+    """``host``, ``host:port`` or ``https://host[:port]`` -> ``https://host:port``."""
+    text = (endpoint or "").strip().rstrip("/")
+    if not text:
+        raise FTSValidationError(
+            "endpoint",
+            "is empty.",
+            "Give the FTS REST endpoint, e.g. https://fts3.example.org:8446.",
+        )
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise FTSValidationError(
+            "endpoint",
+            f"{endpoint!r} is not an https URL of an FTS REST server.",
+            "Use https://<host>:8446 (FTS REST speaks HTTPS only).",
+        )
+    if parts.path not in ("", "/"):
+        raise FTSValidationError(
+            "endpoint",
+            f"{endpoint!r} has a path ({parts.path}).",
+            "Give only the scheme, host and port, e.g. https://fts3.example.org:8446.",
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"https://{host}:{parts.port or DEFAULT_PORT}"
+
+
+class FTSClient:
+    """A client for one FTS3 REST endpoint with one credential.
+
+    Thread-safe for the calls a worker makes; create one per endpoint and credential and
+    reuse it (it pools connections and remembers the identity and delegation state).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials | None = None,
+        *,
+        trust: Trust | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        retries: int = 3,
+        backoff: float = 0.5,
+        delegation_lifetime: timedelta = timedelta(hours=12),
+        renew_below: timedelta = timedelta(hours=6),
+        delegation_check_interval: float = 300.0,
+        user_agent: str | None = None,
+    ) -> None:
+        self.endpoint = normalise_endpoint(endpoint)
+        self.credentials = (
+            credentials if credentials is not None else Credentials.from_environment()
+        )
+        self.trust = trust if trust is not None else Trust.from_environment()
+        if renew_below >= delegation_lifetime:
+            raise FTSValidationError(
+                "renew_below",
+                f"({renew_below}) is not shorter than delegation_lifetime ({delegation_lifetime}).",
+                "Renew below a fraction of the lifetime, e.g. 6 h of 12 h.",
+            )
+        self.delegation_lifetime = delegation_lifetime
+        self.renew_below = renew_below
+        self.delegation_check_interval = delegation_check_interval
+        self.transport = Transport(
+            self.endpoint,
+            self.credentials.ssl_context(self.trust),
+            token=self.credentials.token,
+            timeout=timeout,
+            retry=RetryPolicy(retries=retries, backoff=backoff),
+            user_agent=user_agent,
+        )
+        self._lock = threading.RLock()
+        self._whoami: dict | None = None
+        self._delegation_expires: datetime | None = None
+        self._delegation_checked_at: float | None = None
+
+    def __enter__(self) -> FTSClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FTSClient({self.endpoint!r}, credentials={self.credentials!r})"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # -- identity and delegation ------------------------------------------------------
+
+    def server_info(self) -> dict:
+        """``GET /``: API, schema and delegation protocol versions."""
+        return self._get("/")
+
+    def whoami(self, refresh: bool = False) -> dict:
+        """``GET /whoami``: who the server thinks we are (asked once per client)."""
+        with self._lock:
+            if self._whoami is None or refresh:
+                self.credentials.check_usable("status")
+                self._whoami = self._get("/whoami")
+            return self._whoami
+
+    @property
+    def uses_token(self) -> bool:
+        return self.credentials.kind == "token"
+
+    @property
+    def delegation_id(self) -> str:
+        delegation_id = self.whoami().get("delegation_id")
+        if not delegation_id:
+            raise FTSValidationError(
+                "credentials",
+                "FTS did not assign a delegation id: it did not recognise a certificate.",
+                "Connect with an X.509 proxy or certificate to delegate.",
+            )
+        return delegation_id
+
+    def get_delegation(self) -> dict | None:
+        """The server's delegation for us: ``termination_time`` (aware UTC) and ``voms_attrs``.
+
+        None when there is none (the server says ``null``, ``[]`` or ``{}``).
+        """
+        if self.uses_token:
+            return None
+        body = self._get(f"/delegation/{self.delegation_id}")
+        termination = parse_termination_time(body)
+        if termination is None:
+            return None
+        return {"termination_time": termination, "voms_attrs": body.get("voms_attrs", [])}
+
+    def delegate(self, lifetime: timedelta | None = None, force: bool = False) -> str:
+        """Make sure FTS holds a proxy of ours; return the delegation id.
+
+        Always asks the server. Delegates when there is no delegation, when it has less
+        than ``renew_below`` left (and a new one would last longer), or when ``force``.
+        """
+        if self.uses_token:
+            return ""
+        self.credentials.check_usable("submit")
+        with self._lock:
+            current = self.get_delegation()
+            expires = current["termination_time"] if current else None
+            if force or self._worth_renewing(expires):
+                expires = self._put_proxy(lifetime or self.delegation_lifetime)
+            self._remember_delegation(expires)
+            return self.delegation_id
+
+    def ensure_delegation(self) -> None:
+        """Delegate if needed, asking the server at most once per check interval."""
+        if self.uses_token:
+            return
+        with self._lock:
+            checked = self._delegation_checked_at
+            fresh = (
+                checked is not None and time.monotonic() - checked < self.delegation_check_interval
+            )
+            if fresh and not self._worth_renewing(self._delegation_expires):
+                return
+            self.delegate()
+
+    def _worth_renewing(self, expires: datetime | None) -> bool:
+        now = datetime.now(UTC)
+        if expires is None or expires - now < timedelta(hours=1):
+            return True
+        if expires - now >= self.renew_below:
+            return False
+        best_possible = min(
+            filter(None, [self.credentials.not_after, now + self.delegation_lifetime])
+        )
+        return best_possible - expires > _MIN_RENEWAL_GAIN
+
+    def _remember_delegation(self, expires: datetime | None) -> None:
+        self._delegation_expires = expires
+        self._delegation_checked_at = time.monotonic()
+
+    def _put_proxy(self, lifetime: timedelta) -> datetime:
+        path = f"/delegation/{self.delegation_id}"
+        for attempt in range(2):
+            csr = self.transport.request("GET", f"{path}/request")
+            chain = sign_proxy_request(csr, self.credentials, lifetime)
+            try:
+                self.transport.request("PUT", f"{path}/credential", data=chain)
+                break
+            except BadRequest as exc:
+                # Two delegations racing for the first CSR: the server kept the other key.
+                if attempt or "does not match the stored" not in exc.message:
+                    raise
+        log.info("Delegated a proxy to %s (id %s)", self.endpoint, self.delegation_id)
+        delegation = self.get_delegation()
+        if delegation is None:
+            raise NeedsDelegation(
+                419, "FTS did not keep the delegated proxy", method="PUT", path=path
+            )
+        return delegation["termination_time"]
+
+    # -- submission ---------------------------------------------------------------------
+
+    def expected_job_id(self, sid: str) -> str:
+        """The id FTS gives a deterministic job with this ``sid``, computed locally."""
+        who = self.whoami()
+        vos = who.get("vos") or []
+        if not vos:
+            raise FTSValidationError(
+                "credentials",
+                "FTS reports no VO for this identity, so deterministic job ids cannot be computed.",
+                "Use a certificate, proxy or token FTS maps to a VO.",
+            )
+        return expected_job_id(vos[0], sid, who.get("base_id") or BASE_ID)
+
+    def submit(self, transfers: Iterable[Any], *, sid: str | None = None, **job_params: Any) -> str:
+        """Validate, then submit a job exactly once; return its id.
+
+        Jobs get deterministic ids (``sid`` defaults to a fresh random one), so an answer
+        lost on the way back is resolved by looking the job up: never by a blind resubmit.
+        A ``sid`` FTS already holds returns that job's id (409 is not a failure). A 419
+        leads to one re-delegation and one retry.
+        """
+        job_params.setdefault("id_generator", "deterministic")
+        deterministic = job_params["id_generator"] == "deterministic"
+        if deterministic:
+            job_params["sid"] = sid = sid or uuid.uuid4().hex
+        elif sid is not None:
+            job_params["sid"] = sid
+        document = build_submission(transfers, **job_params)
+        self.credentials.check_usable("submit")
+        expected = self.expected_job_id(sid) if deterministic else None
+        self.ensure_delegation()
+        try:
+            return self._post_job(document, expected)
+        except NeedsDelegation:
+            log.warning("FTS asked for a new delegation (419); delegating and submitting again")
+            self.delegate(force=True)
+            return self._post_job(document, expected)
+
+    def _post_job(self, document: dict, expected: str | None) -> str:
+        try:
+            answer = self.transport.request("POST", "/jobs", json_body=document)
+        except Conflict:
+            if expected is None:
+                raise
+            log.info("FTS already holds job %s for this sid; using it", expected)
+            return expected
+        except FTSConnectionError as exc:
+            if expected is None:
+                raise
+            return self._resolve_lost_answer(document, expected, exc)
+        job_id = answer["job_id"]
+        if expected and job_id != expected:
+            log.warning("FTS gave job id %s where %s was expected", job_id, expected)
+        return job_id
+
+    def _resolve_lost_answer(self, document: dict, expected: str, cause: Exception) -> str:
+        """The submit's answer was lost: find out whether FTS stored the job."""
+        log.warning("No answer to the submission (%s); looking up job %s", cause, expected)
+        entry = self.get_jobs([expected])[0]
+        if "job_state" in entry:
+            return expected
+        # Not stored: sending again is safe, a late arrival of the first try answers 409.
+        try:
+            return self.transport.request("POST", "/jobs", json_body=document)["job_id"]
+        except Conflict:
+            return expected
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def get_job(self, job_id: str, files: bool | Sequence[str] = False) -> dict:
+        """One job; ``files`` adds its file records (True: the fields a summary needs)."""
+        return self._get(f"/jobs/{_id(job_id)}", self._files_param(files))
+
+    def get_jobs(self, job_ids: Iterable[str], files: bool | Sequence[str] = False) -> list[dict]:
+        """Many jobs, up to 100 per request, in the order asked.
+
+        A job FTS does not know comes back as its error entry
+        (``{"job_id", "http_status": "404 Not Found", "http_message"}``), not as an exception.
+        """
+        ids = [_id(job_id) for job_id in job_ids]
+        params = self._files_param(files)
+        results: list[dict] = []
+        for chunk in _chunks(ids, MAX_IDS_PER_REQUEST):
+            # The trailing comma makes even one id answer with a list.
+            results.extend(_as_list(self._get(f"/jobs/{','.join(chunk)},", params)))
+        return results
+
+    def get_job_files(self, job_id: str) -> list[dict]:
+        return self._get(f"/jobs/{_id(job_id)}/files")
+
+    def get_file_retries(self, job_id: str, file_id: int | str) -> list[dict]:
+        return self._get(f"/jobs/{_id(job_id)}/files/{_id(str(file_id))}/retries")
+
+    def get_job_field(self, job_id: str, field: str) -> Any:
+        return self._get(f"/jobs/{_id(job_id)}/{quote(field, safe='')}")
+
+    def get_archived_job(self, job_id: str) -> dict:
+        """A job FTS moved to its archive (``/archive/<id>``, files included)."""
+        return self._get(f"/archive/{_id(job_id)}")
+
+    def get_job_or_archived(self, job_id: str, files: bool | Sequence[str] = False) -> dict:
+        """The job, or its archived copy once FTS purged it from the live tables."""
+        try:
+            return self.get_job(job_id, files)
+        except NotFound:
+            return self.get_archived_job(job_id)
+
+    def list_jobs(self, **filters: Any) -> list[dict]:
+        """``GET /jobs``. Without ``state_in`` + ``time_window``/``limit`` FTS lists only
+        unfinished jobs. ``limit`` is 1..500 (``0`` would mean every job ever)."""
+        return self._get("/jobs", _list_params(filters))
+
+    def cancel_job(self, job_id: str) -> dict:
+        """Cancel one job; a job already final comes back unchanged (``304`` inside)."""
+        return self.transport.request("DELETE", f"/jobs/{_id(job_id)}", retry=True)
+
+    def cancel_jobs(self, job_ids: Iterable[str]) -> list[dict]:
+        results: list[dict] = []
+        for chunk in _chunks([_id(j) for j in job_ids], MAX_IDS_PER_REQUEST):
+            answer = self.transport.request("DELETE", f"/jobs/{','.join(chunk)},", retry=True)
+            results.extend(_as_list(answer))
+        return results
+
+    def cancel_files(self, job_id: str, file_ids: Iterable[int | str]) -> list[str]:
+        """Cancel some files of a job; one resulting state (or refusal text) per file."""
+        ids = ",".join(_id(str(file_id)) for file_id in file_ids)
+        if not ids:
+            raise FTSValidationError("file_ids", "is empty.", "Give at least one file id.")
+        answer = self.transport.request("DELETE", f"/jobs/{_id(job_id)}/files/{ids}")
+        return _as_list(answer)
+
+    def set_priority(self, job_ids: str | Iterable[str], priority: int) -> list[dict]:
+        """Change the priority (1 lowest .. 5 highest) of queued jobs and their files."""
+        if not _is_int_in(priority, 1, 5):
+            raise FTSValidationError(
+                "priority",
+                f"{priority!r} is not an integer from 1 to 5.",
+                "Use 1 (low) to 5 (high).",
+            )
+        ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)
+        results: list[dict] = []
+        for chunk in _chunks([_id(j) for j in ids], MAX_IDS_PER_REQUEST):
+            answer = self.transport.request(
+                "POST", f"/jobs/{','.join(chunk)},", json_body={"params": {"priority": priority}}
+            )
+            results.extend(_as_list(answer))
+        return results
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        self.credentials.check_usable("status")
+        return self.transport.request("GET", path, params=params)
+
+    @staticmethod
+    def _files_param(files: bool | Sequence[str]) -> dict[str, str] | None:
+        if files is True:
+            return {"files": ",".join(SUMMARY_FILE_FIELDS)}
+        if not files:
+            return None
+        return {"files": ",".join(files)}
+
+
+def _id(value: str) -> str:
+    """A job or file id safe to put in a path (ids never contain these characters)."""
+    text = str(value).strip()
+    if not text or any(c in text for c in ",/?#% "):
+        raise FTSValidationError(
+            "job_id", f"{value!r} is not an FTS id.", "Pass the id FTS returned, e.g. a UUID."
+        )
+    return text
+
+
+def _is_int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _as_list(answer: Any) -> list:
+    if answer is None:
+        return []
+    return answer if isinstance(answer, list) else [answer]
+
+
+def _list_params(filters: dict[str, Any]) -> dict[str, str]:
+    unknown = sorted(set(filters) - _LIST_FILTERS)
+    if unknown:
+        raise FTSValidationError(
+            f"list_jobs.{unknown[0]}",
+            "is not a filter FTS understands.",
+            f"Use one of: {', '.join(sorted(_LIST_FILTERS))}.",
+        )
+    params: dict[str, str] = {}
+    for key, value in filters.items():
+        if value is None:
+            continue
+        if key == "state_in":
+            states = [value] if isinstance(value, str) else list(value)
+            try:
+                params[key] = ",".join(JobState.parse(s).value for s in states)
+            except ValueError as exc:
+                raise FTSValidationError(
+                    "list_jobs.state_in", f"{exc}.", "Use FTS job state names."
+                ) from None
+        elif key == "limit":
+            if not _is_int_in(value, 1, MAX_LIST_LIMIT):
+                raise FTSValidationError(
+                    "list_jobs.limit",
+                    f"{value!r} is not from 1 to {MAX_LIST_LIMIT} (FTS reads 0 as no limit).",
+                    "Use a limit from 1 to 500, or leave it out.",
+                )
+            params[key] = str(value)
+        elif key == "time_window":
+            params[key] = _time_window(value)
+        elif key == "fields":
+            params[key] = value if isinstance(value, str) else ",".join(value)
+        else:
+            params[key] = str(value)
+    return params
+
+
+def _time_window(value: Any) -> str:
+    """FTS wants ``H`` or ``H:M``; accept hours or a timedelta."""
+    if isinstance(value, timedelta):
+        minutes = int(value.total_seconds() // 60)
+        if minutes > 0:
+            return f"{minutes // 60}:{minutes % 60}"
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return _time_window(timedelta(hours=value))
+    elif isinstance(value, str) and value.replace(":", "", 1).isdigit():
+        return value
+    raise FTSValidationError(
+        "list_jobs.time_window",
+        f"{value!r} is not a positive number of hours, a timedelta or 'H:M'.",
+        "Use e.g. time_window=24 or timedelta(hours=6).",
+    )

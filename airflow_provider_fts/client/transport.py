@@ -1,0 +1,206 @@
+"""HTTP transport: one pooled session, TLS from our own context, and the retry policy.
+
+This module is the one place that decides whether a request may be retried:
+idempotent requests (GET, and DELETE of jobs) are retried with exponential backoff and
+full jitter on connection errors, read timeouts, 502/503/504 answers and garbled JSON.
+Everything else, above all ``POST /jobs``, is sent exactly once; a submission whose
+answer was lost surfaces as :class:`~.errors.FTSConnectionError` for the caller to
+resolve (the client looks the job up by its deterministic id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_fts import __version__
+from airflow_provider_fts.client.errors import FTSConnectionError, FTSError, error_from_response
+
+__all__ = ["RetryPolicy", "Transport", "default_user_agent"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+def default_user_agent() -> str:
+    # Deliberately not "fts-<x>/<n.m>": the server changes some answers for its own clients.
+    return f"airflow-provider-fts/{__version__} python-requests/{requests.__version__}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently idempotent requests are retried."""
+
+    retries: int = 3
+    backoff: float = 0.5
+    backoff_max: float = 20.0
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff: spreads the retries of many workers apart."""
+        return random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
+
+
+class _TLSAdapter(HTTPAdapter):
+    """Use our SSL context (client chain, CA directory) for every HTTPS connection.
+
+    requests would otherwise add the certifi bundle to the trust store; FTS servers are
+    verified against the grid CAs the context was built with, and nothing else.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext, pool_maxsize: int) -> None:
+        self._ssl_context = ssl_context
+        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._ssl_context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["ssl_context"] = self._ssl_context
+        return super().proxy_manager_for(*args, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        verifying = self._ssl_context.verify_mode != ssl.CERT_NONE
+        conn.cert_reqs = "CERT_REQUIRED" if verifying else "CERT_NONE"
+        conn.ca_certs = conn.ca_cert_dir = None
+
+
+class Transport:
+    """Sends requests to one FTS endpoint and returns decoded JSON (or text)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        ssl_context: ssl.SSLContext,
+        *,
+        token: str | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        retry: RetryPolicy | None = None,
+        user_agent: str | None = None,
+        pool_maxsize: int = 10,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.session = requests.Session()
+        # No .netrc, no environment CA bundles: only what we configure. Proxies from the
+        # environment still apply, with NO_PROXY honoured for this endpoint.
+        self.session.trust_env = False
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
+        self.session.mount("https://", _TLSAdapter(ssl_context, pool_maxsize))
+        self.session.headers.update(
+            {"Accept": "application/json", "User-Agent": user_agent or default_user_agent()}
+        )
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        data: str | bytes | None = None,
+        retry: bool | None = None,
+    ) -> Any:
+        """Send one request; return the decoded JSON body, the text, or None when empty.
+
+        ``retry`` defaults to True for GET and False otherwise; callers set it for the
+        other idempotent operations (cancelling jobs).
+        """
+        may_retry = (method == "GET") if retry is None else retry
+        attempts = 1 + (self.retry.retries if may_retry else 0)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._send(method, path, params=params, json_body=json_body, data=data)
+            except FTSConnectionError:
+                if last:
+                    raise
+                self._pause(attempt, method, path, "connection failed")
+                continue
+            if response.status_code in _RETRY_STATUSES and not last:
+                self._pause(attempt, method, path, f"HTTP {response.status_code}")
+                continue
+            try:
+                return self._decode(method, path, response)
+            except _GarbledBody:
+                if last:
+                    raise FTSError(
+                        f"FTS answered {method} {path} with a body that is not valid JSON"
+                    ) from None
+                self._pause(attempt, method, path, "invalid JSON")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.endpoint + path
+        json_body, data = kwargs.pop("json_body"), kwargs.pop("data")
+        headers = {}
+        if json_body is not None:
+            data = json.dumps(json_body, separators=(",", ":"))
+            headers["Content-Type"] = "application/json"
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                method, url, data=data, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.exceptions.SSLError as exc:
+            raise FTSConnectionError(f"TLS with {self.endpoint} failed: {_reason(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise FTSConnectionError(
+                f"{method} {path} to {self.endpoint} got no answer: {_reason(exc)}"
+            ) from None
+        log.debug(
+            "FTS %s %s -> %s in %.3fs",
+            method,
+            path,
+            response.status_code,
+            time.monotonic() - started,
+        )
+        return response
+
+    def _decode(self, method: str, path: str, response: requests.Response) -> Any:
+        content_type = response.headers.get("Content-Type", "")
+        if response.status_code >= 400:
+            raise error_from_response(
+                response.status_code, response.text, content_type, method=method, path=path
+            )
+        body = response.text
+        if not body:
+            return None
+        if "json" not in content_type:
+            return body
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise _GarbledBody from None
+
+    def _pause(self, attempt: int, method: str, path: str, why: str) -> None:
+        delay = self.retry.delay(attempt)
+        log.warning("FTS %s %s: %s; retrying in %.1fs", method, path, why, delay)
+        time.sleep(delay)
+
+
+class _GarbledBody(Exception):
+    """A success status with a body that does not parse as the JSON it claims to be."""
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost readable cause of a requests/urllib3 error, without a traceback."""
+    while exc.__context__ is not None and not str(exc):
+        exc = exc.__context__
+    text = str(exc) or exc.__class__.__name__
+    return text[:300]
