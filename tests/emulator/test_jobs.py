@@ -1,0 +1,590 @@
+"""The emulator's job store against the recorded answers of a real FTS REST server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_fts.testing.jobs import (
+    BASE_ID,
+    FILES_FAILED,
+    HTTPError,
+    Identity,
+    JobStore,
+    derive_job_state,
+    iso,
+)
+
+RECORDED = Path("/work/shared/fts-api/recorded")
+DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"
+SRC = "mock://src.example.org/p"
+DST = "mock://dst.example.org/p"
+
+
+def recorded(number: str) -> dict:
+    return json.loads(next(RECORDED.glob(f"{number}-*.json")).read_text())
+
+
+def shape(value: object) -> object:
+    """Key sets and JSON types, nulls compatible with anything, ints with floats."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def assert_same_shape(ours: dict, theirs: dict) -> None:
+    assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        if value is not None and ours[key] is not None:
+            assert shape(ours[key]) == shape(value) or isinstance(value, dict), key
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(clock: Clock) -> JobStore:
+    return JobStore(clock=clock)
+
+
+@pytest.fixture
+def user() -> Identity:
+    return Identity(DN, [DN, DN + "/CN=1"], ["/dteam/Role=NULL"], ["dteam"], "bcdfd509cdf58d9e",
+                    "certificate")  # fmt: skip
+
+
+@pytest.fixture
+def stranger() -> Identity:
+    dn = "/DC=org/CN=Someone Else"
+    return Identity(dn, [dn], ["/atlas/Role=NULL"], ["atlas"], "0123456789abcdef", "certificate")
+
+
+@pytest.fixture
+def anonymous() -> Identity:
+    return Identity("anon", [], [], [], None, "unauthenticated")
+
+
+def transfer(name: str = "f", **extra: object) -> dict:
+    return {"sources": [f"{SRC}/{name}"], "destinations": [f"{DST}/{name}"], **extra}
+
+
+def submit(store: JobStore, user: Identity, *files: dict, **params: object) -> str:
+    return store.submit({"files": list(files) or [transfer()], "params": params}, user)
+
+
+def job(store: JobStore, user: Identity, job_id: str, files: list[str] | None = None) -> dict:
+    status, body = store.get_jobs([job_id], user, files, multi=False)
+    assert status == 200
+    return body
+
+
+# -- submission: rejections, with the recorded server's messages -------------------------
+
+REJECTED = ["036", "047", "048", "049", "050", "051", "053", "054", "058", "059", "064",
+            "071", "072", "073", "074", "075"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REJECTED)
+def test_rejected_submission_gets_the_recorded_status_and_message(store, user, case):
+    exchange = recorded(case)
+
+    with pytest.raises(HTTPError) as raised:
+        store.submit(exchange["request"]["body"], user)
+
+    assert raised.value.status == exchange["response"]["status"]
+    assert raised.value.body() == exchange["response"]["body"]
+    assert store.job_count() == 0
+
+
+@pytest.mark.parametrize("case", ["021", "022", "052", "055", "056", "057", "062"])
+def test_submission_the_server_accepts_is_accepted(store, user, case):
+    job_id = store.submit(recorded(case)["request"]["body"], user)
+
+    assert uuid.UUID(job_id).version == 1
+
+
+def test_anonymous_submission_is_forbidden(store, anonymous):
+    with pytest.raises(HTTPError) as raised:
+        store.submit({"files": [transfer()]}, anonymous)
+
+    assert (raised.value.status, raised.value.message) == (403, "Not enough permissions")
+
+
+def test_overwrite_flags_cannot_be_combined(store, user):
+    with pytest.raises(HTTPError, match="Incompatible overwrite flags"):
+        submit(store, user, overwrite=True, overwrite_on_retry=True)
+
+
+def test_token_users_cannot_request_tape_staging(store):
+    token_user = Identity("sub", ["sub"], [], ["dteam"], "t0k", "oauth2")
+
+    with pytest.raises(HTTPError, match="token authentication are not supported"):
+        submit(store, token_user, bring_online=60)
+
+
+# -- submission: what gets stored ---------------------------------------------------------
+
+
+def test_stored_job_and_files_have_the_recorded_shape_and_values(store, user):
+    job_id = store.submit(recorded("022")["request"]["body"], user)
+
+    stored = job(store, user, job_id)
+    files = store.get_files(job_id, user)
+
+    expected_job = recorded("023")["response"]["body"]
+    assert_same_shape(stored, expected_job)
+    volatile = {"job_id", "submit_time"}
+    assert {k: v for k, v in stored.items() if k not in volatile} == {
+        k: v for k, v in expected_job.items() if k not in volatile
+    }
+    expected_files = recorded("024")["response"]["body"]
+    for ours, theirs in zip(files, expected_files, strict=True):
+        assert_same_shape(ours, theirs)
+        volatile = {"job_id", "file_id", "hashed_id"}
+        assert {k: v for k, v in ours.items() if k not in volatile} == {
+            k: v for k, v in theirs.items() if k not in volatile
+        }
+
+
+def test_verify_checksum_is_stored_as_the_recorded_letter(store, user):
+    submissions = [recorded(f"0{n}")["request"]["body"] for n in range(25, 33)]
+    job_ids = [store.submit(body, user) for body in submissions]
+
+    status, jobs = store.get_jobs(job_ids, user, None, multi=True)
+
+    expected = recorded("033")["response"]["body"]
+    assert status == 200
+    assert [j["verify_checksum"] for j in jobs] == [j["verify_checksum"] for j in expected]
+
+
+def test_multiple_sources_make_a_replica_job_with_one_queued_row(store, user):
+    job_id = store.submit(recorded("034")["request"]["body"], user)
+
+    fields = ["file_state", "source_surl", "file_index", "selection_strategy"]
+    stored = job(store, user, job_id, fields)
+
+    expected = recorded("035")["response"]["body"]
+    assert (stored["job_type"], stored["source_se"]) == ("R", None)
+    assert stored["files"] == [{k: f[k] for k in fields} for f in expected["files"]]
+
+
+def test_multihop_queues_the_first_hop_only(store, user):
+    job_id = store.submit(recorded("037")["request"]["body"], user)
+
+    stored = job(store, user, job_id, ["file_index", "file_state"])
+
+    expected = recorded("038")["response"]["body"]
+    assert [stored[k] for k in ("job_type", "source_se", "dest_se")] == [
+        expected[k] for k in ("job_type", "source_se", "dest_se")
+    ]
+    assert stored["files"] == [
+        {"file_index": f["file_index"], "file_state": f["file_state"]} for f in expected["files"]
+    ]
+
+
+def test_staging_job_starts_staging_with_the_activity_in_root_urls(store, user):
+    job_id = store.submit(recorded("039")["request"]["body"], user)
+
+    fields = ["file_state", "source_surl", "dest_surl", "activity"]
+    stored = job(store, user, job_id, fields)
+
+    expected = recorded("044")["response"]["body"]
+    assert stored["job_state"] == expected["job_state"] == "STAGING"
+    assert stored["files"] == expected["files"]
+
+
+def test_deterministic_id_matches_the_server_and_a_second_use_conflicts(store, user):
+    body = recorded("045")["request"]["body"]
+
+    job_id = store.submit(body, user)
+    with pytest.raises(HTTPError) as raised:
+        store.submit(recorded("046")["request"]["body"], user)
+
+    assert job_id == recorded("045")["response"]["body"]["job_id"]
+    assert raised.value.body() == recorded("046")["response"]["body"]
+
+
+def test_deterministic_id_follows_the_configured_base_id(clock, user):
+    other_base = "11111111-2222-3333-4444-555555555555"
+    store = JobStore(clock=clock, base_id=other_base)
+
+    job_id = submit(store, user, id_generator="deterministic", sid="s1")
+
+    vo_id = uuid.uuid5(uuid.UUID(other_base), "dteam")
+    assert job_id == str(uuid.uuid5(vo_id, "s1")) != BASE_ID
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(2, 7200), ("30m", 1800), ("45s", 45), (0, None)])
+def test_max_time_in_queue_becomes_an_absolute_expiry(store, user, clock, value, seconds):
+    job_id = submit(store, user, max_time_in_queue=value)
+
+    expiry = store.get_job_field(job_id, "max_time_in_queue", user)
+
+    assert expiry == (None if seconds is None else int(clock.now) + seconds)
+
+
+def test_priority_is_clamped_on_submission(store, user):
+    job_id = store.submit(recorded("060")["request"]["body"], user)
+
+    assert store.get_job_field(job_id, "priority", user) == recorded("061")["response"]["body"]
+
+
+def test_internal_job_params_collects_protocol_options(store, user):
+    job_id = submit(store, user, nostreams=2, timeout=60, strict_copy=True, ipv6=True)
+
+    assert (
+        store.get_job_field(job_id, "internal_job_params", user)
+        == "nostreams:2,timeout:60,strict,ipv6"
+    )
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def test_multi_id_get_with_an_unknown_id_is_207_with_a_per_job_error(store, user):
+    job_id = submit(store, user)
+    unknown = "00000000-0000-0000-0000-000000000000"
+
+    status, entries = store.get_jobs([job_id, unknown], user, None, multi=True)
+
+    assert status == 207
+    assert entries[0]["http_status"] == "200 Ok"
+    assert entries[1] == recorded("088")["response"]["body"][1]
+
+
+def test_single_unknown_id_is_a_404_entry(store, user):
+    unknown = "00000000-0000-0000-0000-000000000000"
+
+    assert store.get_jobs([unknown], user, None, multi=False) == (
+        404,
+        recorded("089")["response"]["body"],
+    )
+
+
+def test_single_id_with_a_trailing_comma_is_a_one_element_list(store, user):
+    job_id = submit(store, user)
+
+    status, entries = store.get_jobs([job_id, ""], user, None, multi=True)
+
+    assert status == 200
+    assert [e["job_id"] for e in entries] == [job_id]
+
+
+def test_other_vo_jobs_are_forbidden_per_entry(store, user, stranger):
+    job_id = submit(store, user)
+
+    status, entry = store.get_jobs([job_id], stranger, None, multi=False)
+
+    assert status == 403
+    assert entry["http_message"] == f'Not enough permissions to check the job "{job_id}"'
+
+
+def test_own_dn_jobs_of_another_vo_are_visible(store, user):
+    job_id = submit(store, user)
+    same_dn_no_voms = Identity(
+        DN, [DN], [], ["099499e65703c243"], "099499e65703c243", "certificate"
+    )
+
+    status, _ = store.get_jobs([job_id], same_dn_no_voms, None, multi=False)
+
+    assert status == 200
+
+
+def test_unknown_field_is_404(store, user):
+    job_id = submit(store, user)
+
+    with pytest.raises(HTTPError) as raised:
+        store.get_job_field(job_id, "no_such_field", user)
+
+    assert raised.value.body() == recorded("098")["response"]["body"]
+
+
+def test_retries_of_an_unknown_file_are_empty(store, user):
+    job_id = submit(store, user)
+
+    assert store.get_retries(job_id, 999999999, user) == []
+
+
+def test_anonymous_job_lookup_is_a_server_error_as_upstream(store, user, anonymous):
+    job_id = submit(store, user)
+
+    with pytest.raises(HTTPError) as raised:
+        store.get_jobs([job_id], anonymous, None, multi=False)
+
+    assert raised.value.status == 500
+
+
+# -- listing ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(store, user, clock) -> dict[str, str]:
+    """A finished job (2 h ago), a failed one (10 min ago) and two queued ones."""
+    ids = {}
+    for name in ("finished", "failed", "queued", "newest"):
+        ids[name] = submit(store, user, transfer(name))
+        clock.now += 1
+    ended = {ids["finished"]: ("FINISHED", "", 7200), ids["failed"]: ("FAILED", FILES_FAILED, 600)}
+    with store.lock:
+        for stored in store.stored_jobs():
+            if stored.job_id in ended:
+                state, reason, age = ended[stored.job_id]
+                stored.files[0].update(file_state=state, finish_time=iso(clock.now - age))
+                stored.finish(state, reason, clock.now - age)
+    return ids
+
+
+def listed(store, user, **query: str) -> list[str]:
+    return [j["job_id"] for j in store.list_jobs(query, user)]
+
+
+def test_listing_shows_only_unfinished_jobs(store, user, history):
+    assert listed(store, user) == [history["queued"], history["newest"]]
+
+
+def test_state_filter_alone_keeps_the_unfinished_restriction(store, user, history):
+    assert listed(store, user, state_in="FINISHED,FAILED") == []
+
+
+def test_time_window_with_state_filter_shows_recently_finished_jobs(store, user, history):
+    assert listed(store, user, state_in="FINISHED,FAILED", time_window="1") == [history["failed"]]
+    assert listed(store, user, state_in="FINISHED,FAILED", time_window="3:0") == [
+        history["finished"],
+        history["failed"],
+    ]
+
+
+def test_limit_with_state_filter_lifts_the_finished_restriction(store, user, history):
+    assert listed(store, user, state_in="FINISHED,FAILED", limit="1") == [history["failed"]]
+
+
+def test_limit_alone_gives_the_newest_unfinished_first(store, user, history):
+    assert listed(store, user, limit="5") == [history["newest"], history["queued"]]
+
+
+def test_fields_restrict_the_keys(store, user, history):
+    entries = store.list_jobs({"fields": "job_id,job_state", "limit": "1"}, user)
+
+    assert entries == [{"job_id": history["newest"], "job_state": "SUBMITTED"}]
+
+
+def test_listing_is_forced_to_the_callers_vo(store, user, stranger, history):
+    submit(store, stranger)
+
+    assert listed(store, user, vo_name="atlas") == [history["queued"], history["newest"]]
+
+
+def test_token_users_list_every_vo(store, user, stranger, history):
+    theirs = submit(store, stranger)
+    token_user = Identity("sub", ["sub"], [], ["dteam"], "t0k", "oauth2")
+
+    assert theirs in listed(store, token_user)
+
+
+@pytest.mark.parametrize(
+    ("query", "case"),
+    [({"dlg_id": "0123456789abcdef"}, "108"), ({"user_dn": "/CN=Someone Else"}, "110"),
+     ({"limit": "1000"}, "111")],
+)  # fmt: skip
+def test_listing_rejections_match_the_server(store, user, query, case):
+    with pytest.raises(HTTPError) as raised:
+        store.list_jobs(query, user)
+
+    expected = recorded(case)["response"]
+    assert (raised.value.status, raised.value.body()) == (expected["status"], expected["body"])
+
+
+def test_anonymous_listing_is_forbidden(store, anonymous):
+    with pytest.raises(HTTPError) as raised:
+        store.list_jobs({}, anonymous)
+
+    assert raised.value.status == 403
+
+
+def test_file_listing_ignores_limit_and_breaks_on_time_window(store, user, history):
+    rows = store.list_files({"limit": "1"}, user)
+
+    assert [r["job_id"] for r in rows] == [history["queued"], history["newest"]]
+    with pytest.raises(HTTPError) as raised:
+        store.list_files({"state_in": "FINISHED", "time_window": "1"}, user)
+    assert raised.value.body() == recorded("158")["response"]["body"]
+
+
+# -- cancel and modify --------------------------------------------------------------------
+
+
+def test_cancel_of_a_queued_job_cancels_it_and_its_files_at_once(store, user, clock):
+    job_id = submit(store, user)
+
+    status, entry = store.cancel([job_id], user, multi=False)
+
+    assert status == 200
+    assert (entry["job_state"], entry["reason"], entry["cancel_job"]) == (
+        "CANCELED",
+        "Job canceled by the user",
+        True,
+    )
+    assert (entry["http_status"], entry["http_message"]) == ("200 Ok", None)
+    [row] = store.get_files(job_id, user)
+    assert (row["file_state"], row["reason"]) == ("CANCELED", "Job canceled by the user")
+    assert row["finish_time"] is not None
+
+
+def test_cancel_of_a_running_transfer_leaves_finish_time_to_the_daemon(store, user):
+    job_id = submit(store, user)
+    with store.lock:
+        [stored] = store.stored_jobs()
+        stored.files[0].update(file_state="ACTIVE", pid=4242)
+
+    store.cancel([job_id], user, multi=False)
+
+    [row] = store.get_files(job_id, user)
+    assert (row["file_state"], row["finish_time"], row["pid"]) == ("CANCELED", None, 4242)
+
+
+def test_cancel_of_a_terminal_job_is_a_304_entry_in_a_200(store, user):
+    job_id = submit(store, user)
+    store.cancel([job_id], user, multi=False)
+
+    status, entry = store.cancel([job_id], user, multi=False)
+
+    assert status == 200
+    assert (entry["http_status"], entry["http_message"]) == (
+        "304 Not Modified",
+        "The job is in a terminal state",
+    )
+
+
+def test_multi_cancel_lists_untouched_entries_first_and_207_only_for_errors(store, user):
+    done, queued = submit(store, user), submit(store, user)
+    store.cancel([done], user, multi=False)
+    unknown = "00000000-0000-0000-0000-000000000000"
+
+    status, entries = store.cancel([queued, done], user, multi=True)
+    error_status, error_entries = store.cancel([submit(store, user), unknown], user, multi=True)
+
+    assert status == 200
+    assert [e["job_id"] for e in entries] == [done, queued]
+    assert error_status == 207
+    assert error_entries[0] == recorded("125")["response"]["body"][0]
+
+
+def test_cancel_files_answers_per_file_and_cancels_the_job_when_none_is_left(store, user):
+    job_id = submit(store, user, transfer("a"), transfer("b"))
+    first, second = (r["file_id"] for r in store.get_files(job_id, user))
+
+    one = store.cancel_files(job_id, [str(first)], user)
+    state_between = store.get_job_field(job_id, "job_state", user)
+    several = store.cancel_files(job_id, [str(first), str(second), "999999999"], user)
+
+    assert one == "CANCELED"
+    assert state_between == "SUBMITTED"
+    assert several == ["CANCELED", "CANCELED", "File does not belong to the job"]
+    assert store.get_job_field(job_id, "job_state", user) == "CANCELED"
+
+
+def test_cancel_files_of_a_multihop_job_is_refused(store, user):
+    job_id = store.submit(recorded("037")["request"]["body"], user)
+    file_id = store.get_files(job_id, user)[0]["file_id"]
+
+    with pytest.raises(HTTPError) as raised:
+        store.cancel_files(job_id, [str(file_id)], user)
+
+    assert raised.value.body() == recorded("133")["response"]["body"]
+
+
+def test_modify_sets_priority_without_clamping_and_returns_files(store, user):
+    job_id = submit(store, user)
+
+    status, entry = store.modify([job_id], {"params": {"priority": 42}}, user, multi=False)
+
+    assert status == 200
+    assert entry["priority"] == 42
+    assert [f["priority"] for f in entry["files"]] == [42]
+
+
+def test_modify_with_a_non_integer_priority_is_refused(store, user):
+    job_id = submit(store, user)
+
+    with pytest.raises(HTTPError) as raised:
+        store.modify([job_id], {"params": {"priority": "high"}}, user, multi=False)
+
+    assert raised.value.body() == recorded("136")["response"]["body"]
+
+
+def test_modify_to_zero_changes_nothing(store, user):
+    job_id = submit(store, user, priority=4)
+
+    store.modify([job_id], {"params": {"priority": 0}}, user, multi=False)
+
+    assert store.get_job_field(job_id, "priority", user) == 4
+
+
+# -- archive ------------------------------------------------------------------------------
+
+
+def test_archived_job_leaves_jobs_and_appears_in_the_archive(store, user):
+    job_id = submit(store, user)
+
+    store.purge_to_archive(job_id)
+
+    assert store.get_jobs([job_id], user, None, multi=False)[0] == 404
+    archived = store.get_archived(job_id, user)
+    expected = recorded("152")["response"]["body"]
+    assert sorted(archived) == sorted(expected)
+    assert sorted(archived["files"][0]) == sorted(expected["files"][0])
+    assert store.get_archived(job_id, user, "job_state") == "SUBMITTED"
+
+
+def test_unknown_archived_job_is_404_with_the_archive_message(store, user):
+    job_id = submit(store, user)
+
+    with pytest.raises(HTTPError) as raised:
+        store.get_archived(job_id, user)
+
+    assert raised.value.message == f'No job with the id "{job_id}" has been found in the archive'
+
+
+# -- state derivation ---------------------------------------------------------------------
+
+
+def rows(*states: str, job_index: list[int] | None = None) -> list[dict]:
+    indexes = job_index or list(range(len(states)))
+    return [{"file_index": i, "file_state": s} for i, s in zip(indexes, states, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("job_type", "files", "expected"),
+    [
+        ("N", rows("FINISHED", "FINISHED"), ("FINISHED", "")),
+        ("N", rows("FINISHED", "FAILED"), ("FINISHEDDIRTY", FILES_FAILED)),
+        ("N", rows("FAILED", "CANCELED"), ("FAILED", FILES_FAILED)),
+        ("N", rows("FINISHED", "CANCELED"), ("CANCELED", None)),
+        ("N", rows("FINISHED", "ACTIVE"), ("ACTIVE", None)),
+        ("N", rows("STARTED", "SUBMITTED"), ("STAGING", None)),
+        ("N", rows("ARCHIVING", "FINISHED"), ("ARCHIVING", None)),
+        ("R", rows("FAILED", "FINISHED", job_index=[0, 0]), ("FINISHED", "")),
+        ("R", rows("FAILED", "SUBMITTED", job_index=[0, 0]), ("SUBMITTED", None)),
+        ("H", rows("FAILED", "NOT_USED"), ("FAILED", FILES_FAILED)),
+        ("H", rows("FINISHED", "FAILED"), ("FAILED", FILES_FAILED)),
+    ],
+)
+def test_job_state_derivation(job_type, files, expected):
+    assert derive_job_state(job_type, files) == expected
