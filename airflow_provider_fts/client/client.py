@@ -13,12 +13,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_fts.client.credentials import Credentials, Trust
-from airflow_provider_fts.client.delegation import parse_termination_time, sign_proxy_request
+from airflow_provider_fts.client.delegation import (
+    DelegationPolicy,
+    parse_termination_time,
+    sign_proxy_request,
+)
 from airflow_provider_fts.client.errors import (
     BadRequest,
     Conflict,
@@ -51,9 +55,6 @@ _LIST_FILTERS = frozenset(
         "fields",
     }
 )
-# A delegation renewal must buy at least this much more lifetime to be worth a round trip;
-# otherwise a short user proxy would be re-delegated at every check.
-_MIN_RENEWAL_GAIN = timedelta(minutes=10)
 
 
 def normalise_endpoint(endpoint: str) -> str:
@@ -110,14 +111,7 @@ class FTSClient:
             credentials if credentials is not None else Credentials.from_environment()
         )
         self.trust = trust if trust is not None else Trust.from_environment()
-        if renew_below >= delegation_lifetime:
-            raise FTSValidationError(
-                "renew_below",
-                f"({renew_below}) is not shorter than delegation_lifetime ({delegation_lifetime}).",
-                "Renew below a fraction of the lifetime, e.g. 6 h of 12 h.",
-            )
-        self.delegation_lifetime = delegation_lifetime
-        self.renew_below = renew_below
+        self.policy = DelegationPolicy(delegation_lifetime, renew_below)
         self.delegation_check_interval = delegation_check_interval
         self.transport = Transport(
             self.endpoint,
@@ -199,7 +193,7 @@ class FTSClient:
             current = self.get_delegation()
             expires = current["termination_time"] if current else None
             if force or self._worth_renewing(expires):
-                expires = self._put_proxy(lifetime or self.delegation_lifetime)
+                expires = self._put_proxy(lifetime or self.policy.lifetime)
             self._remember_delegation(expires)
             return self.delegation_id
 
@@ -217,15 +211,7 @@ class FTSClient:
             self.delegate()
 
     def _worth_renewing(self, expires: datetime | None) -> bool:
-        now = datetime.now(UTC)
-        if expires is None or expires - now < timedelta(hours=1):
-            return True
-        if expires - now >= self.renew_below:
-            return False
-        best_possible = min(
-            filter(None, [self.credentials.not_after, now + self.delegation_lifetime])
-        )
-        return best_possible - expires > _MIN_RENEWAL_GAIN
+        return self.policy.needs_renewal(expires, credential_not_after=self.credentials.not_after)
 
     def _remember_delegation(self, expires: datetime | None) -> None:
         self._delegation_expires = expires
@@ -453,7 +439,7 @@ def _list_params(filters: dict[str, Any]) -> dict[str, str]:
         if value is None:
             continue
         if key == "state_in":
-            states = [value] if isinstance(value, str) else list(value)
+            states = value.split(",") if isinstance(value, str) else list(value)
             try:
                 params[key] = ",".join(JobState.parse(s).value for s in states)
             except ValueError as exc:

@@ -17,6 +17,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -145,9 +146,19 @@ class Transport:
                 self._pause(attempt, method, path, "invalid JSON")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None,
+        json_body: Any,
+        data: str | bytes | None,
+    ) -> requests.Response:
         url = self.endpoint + path
-        json_body, data = kwargs.pop("json_body"), kwargs.pop("data")
+        if params:
+            # Commas and colons stay literal, as FTS's own clients send them (state_in=A,B).
+            url += "?" + urlencode(params, quote_via=quote, safe=",:")
         headers = {}
         if json_body is not None:
             data = json.dumps(json_body, separators=(",", ":"))
@@ -155,7 +166,7 @@ class Transport:
         started = time.monotonic()
         try:
             response = self.session.request(
-                method, url, data=data, headers=headers, timeout=self.timeout, **kwargs
+                method, url, data=data, headers=headers, timeout=self.timeout
             )
         except requests.exceptions.SSLError as exc:
             raise FTSConnectionError(f"TLS with {self.endpoint} failed: {_reason(exc)}") from None
