@@ -1,0 +1,144 @@
+"""Provider metadata read by Airflow's provider discovery (entry point ``apache_airflow_provider``).
+
+Airflow validates this dict against its provider-info schema and requires ``package-name``
+to equal the installed distribution name; an error here breaks discovery for every
+provider, so a test checks both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PATH = {"type": ["string", "null"]}
+_SECRET = {"type": ["string", "null"], "format": "password"}
+_HOURS = {"type": ["number", "null"], "minimum": 1}
+
+#: The connection's extra fields (stored in ``Connection.extra``); the hook accepts exactly these.
+CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
+    "x509_proxy": {
+        "label": "X.509 proxy file",
+        "description": "Path of an RFC 3820 proxy (certificate, key and chain in one PEM), "
+        "e.g. /tmp/x509up_u1000. Use this or certificate + key.",
+        "schema": _PATH,
+    },
+    "x509_cert": {
+        "label": "X.509 certificate file",
+        "description": "Path of a user or robot certificate (PEM).",
+        "schema": _PATH,
+    },
+    "x509_key": {
+        "label": "X.509 key file",
+        "description": "Path of the private key (PEM), if not in the certificate file.",
+        "schema": _PATH,
+    },
+    "x509_proxy_pem": {
+        "label": "X.509 proxy (PEM text)",
+        "description": "The proxy itself, pasted, instead of a path.",
+        "schema": _SECRET,
+    },
+    "x509_cert_pem": {
+        "label": "X.509 certificate (PEM text)",
+        "description": "The certificate chain, pasted, instead of a path.",
+        "schema": _SECRET,
+    },
+    "x509_key_pem": {
+        "label": "X.509 key (PEM text)",
+        "description": "The private key, pasted, instead of a path.",
+        "schema": _SECRET,
+    },
+    "x509_key_passphrase": {
+        "label": "X.509 key passphrase",
+        "description": "Passphrase of an encrypted private key.",
+        "schema": _SECRET,
+    },
+    "access_token": {
+        "label": "Access token",
+        "description": "OIDC bearer token (alternatively put it in the password field).",
+        "schema": _SECRET,
+    },
+    "ca_path": {
+        "label": "CA directory",
+        "description": "Hashed CA directory to verify the server, "
+        "e.g. /etc/grid-security/certificates.",
+        "schema": _PATH,
+    },
+    "ca_file": {
+        "label": "CA bundle file",
+        "description": "PEM bundle of CAs to verify the server.",
+        "schema": _PATH,
+    },
+    "verify": {
+        "label": "Verify the server certificate",
+        "description": "Turn off only for a test server.",
+        "schema": {"type": "boolean", "default": True},
+    },
+    "delegation_lifetime_hours": {
+        "label": "Delegation lifetime (hours)",
+        "description": "Lifetime requested for the proxy delegated to FTS (default 12).",
+        "schema": _HOURS,
+    },
+    "delegation_renew_hours": {
+        "label": "Renew delegation below (hours)",
+        "description": "Delegate again when the delegated proxy has less left (default 6).",
+        "schema": _HOURS,
+    },
+    "monitoring_url": {
+        "label": "Monitoring URL template",
+        "description": "Job page in FTS web monitoring; {job_id} is replaced. "
+        "Default https://<host>:8449/fts3/ftsmon/#/job/{job_id}.",
+        "schema": {"type": ["string", "null"], "format": "url"},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """The provider's description, hooks, connection form and links, for Airflow."""
+    integration = "CERN FTS3"
+    return {
+        "package-name": "airflow-provider-fts",
+        "name": "CERN FTS3",
+        "description": "Submit, wait for and report file transfers through CERN's "
+        "`FTS3 <https://fts.web.cern.ch/>`__ File Transfer Service.",
+        "integrations": [
+            {
+                "integration-name": integration,
+                "external-doc-url": "https://fts3-docs.web.cern.ch/fts3-docs/",
+                "tags": ["service"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": integration,
+                "python-modules": ["airflow_provider_fts.operators.fts"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": integration,
+                "python-modules": ["airflow_provider_fts.sensors.fts"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": integration, "python-modules": ["airflow_provider_fts.hooks.fts"]}
+        ],
+        "triggers": [
+            {
+                "integration-name": integration,
+                "python-modules": ["airflow_provider_fts.triggers.fts"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "fts",
+                "hook-class-name": "airflow_provider_fts.hooks.fts.FTSHook",
+                "hook-name": "CERN FTS3",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login"],
+                    "relabeling": {"host": "FTS REST endpoint", "password": "Access token"},
+                    "placeholders": {"host": "fts3-pilot.cern.ch", "port": "8446"},
+                },
+                "conn-fields": CONNECTION_FIELDS,
+            }
+        ],
+        "extra-links": ["airflow_provider_fts.links.fts.FTSJobLink"],
+    }

@@ -1,0 +1,24 @@
+"""An isolated Airflow for these tests: its own AIRFLOW_HOME, and example_dags as the DAG folder.
+
+Set before anything imports Airflow (its configuration is read once per process).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fts-airflow-home-")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS)
+
+from airflow_provider_fts.testing.pytest_plugin import (  # noqa: E402, F401 - fixtures
+    fts_emulator,
+    fts_emulator_session,
+    fts_pki,
+    fts_storage,
+)
