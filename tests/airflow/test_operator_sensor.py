@@ -1,0 +1,236 @@
+"""FTSSubmitOperator (exactly-once submission across tries) and FTSJobSensor (outcomes)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.hooks.fts import FTSHook
+from airflow_provider_fts.operators.fts import FTSSubmitOperator
+from airflow_provider_fts.sensors.fts import FTSJobSensor
+
+SLOW = "mock://dst.example/op-{n}"
+STAGED = "mock://s.example/f?staging_time=120"  # unfinished, yet holds no slot
+STAGING = {"bring_online": 600}
+
+
+@dataclass
+class TaskTry:
+    """The task-instance fields the operator reads, for one try of one task."""
+
+    try_number: int
+    dag_id: str = "dag"
+    task_id: str = "submit"
+    run_id: str = "run-1"
+    map_index: int = -1
+    xcoms: dict = field(default_factory=dict)
+
+    def xcom_push(self, key, value):
+        self.xcoms[key] = value
+
+
+@pytest.fixture
+def hook(fts_emulator, fts_pki, monkeypatch) -> FTSHook:
+    document = {
+        "conn_type": "fts",
+        "host": fts_emulator.host,
+        "port": fts_emulator.port,
+        "extra": {"x509_proxy": str(fts_pki.voms_proxy_path), "ca_path": str(fts_pki.ca_dir)},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_FTS_DEFAULT", json.dumps(document))
+    return FTSHook()
+
+
+def run_try(operator: FTSSubmitOperator, try_number: int, run_id: str) -> tuple:
+    ti = TaskTry(try_number, run_id=run_id)
+    return operator.execute({"ti": ti}), ti
+
+
+def wait_terminal(hook, job_id, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while (state := hook.get_job(job_id)["job_state"]) not in (
+        "FINISHED",
+        "FAILED",
+        "FINISHEDDIRTY",
+        "CANCELED",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return state
+
+
+def test_submit_pushes_job_id_and_monitoring_url(hook):
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=[(STAGED, SLOW.format(n=1))], job_params=STAGING
+    )
+
+    job_id, ti = run_try(operator, 1, "push")
+
+    assert ti.xcoms["fts_job_id"] == job_id
+    assert ti.xcoms["fts_job_url"].endswith(f"/fts3/ftsmon/#/job/{job_id}")
+    hook.cancel_job(job_id)
+
+
+def test_more_transfers_than_the_limit_become_several_jobs(hook):
+    transfers = [(STAGED, SLOW.format(n=f"c{i}")) for i in range(5)]
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=transfers, job_params=STAGING, max_files_per_job=2
+    )
+
+    job_ids, _ = run_try(operator, 1, "chunks")
+
+    assert [len(hook.get_job_files(j)) for j in job_ids] == [2, 2, 1]
+    hook.cancel_jobs(job_ids)
+
+
+def test_transfers_with_different_job_params_never_share_a_job(hook):
+    transfers = [
+        (STAGED, SLOW.format(n="p1")),
+        {
+            "source": STAGED,
+            "destination": SLOW.format(n="p2"),
+            "job_params": {"priority": 5},
+        },
+    ]
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=transfers, job_params={"priority": 2, **STAGING}
+    )
+
+    job_ids, _ = run_try(operator, 1, "params")
+
+    assert sorted(hook.get_job(j)["priority"] for j in job_ids) == [2, 5]
+    hook.cancel_jobs(job_ids)
+
+
+def test_invalid_transfers_fail_before_any_request(hook, fts_emulator):
+    operator = FTSSubmitOperator(task_id="submit", transfers=[{"source": "mock://s.example/f"}])
+
+    with pytest.raises(FTSValidationError):
+        run_try(operator, 1, "invalid")
+
+    assert fts_emulator.requests["POST /jobs"] == 0
+
+
+def test_retry_reconnects_to_the_active_job_of_the_earlier_try(hook, fts_emulator):
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=[(STAGED, SLOW.format(n=2))], job_params=STAGING
+    )
+    first, _ = run_try(operator, 1, "reconnect")
+    fts_emulator.reset_counts()
+
+    second, _ = run_try(operator, 2, "reconnect")
+
+    assert second == first
+    assert fts_emulator.requests["POST /jobs"] == 0
+    assert fts_emulator.requests["GET /jobs/{id}"] == 1
+    hook.cancel_job(first)
+
+
+def test_retry_after_a_finished_job_returns_it_without_submitting(hook, fts_emulator):
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=[("mock://s.example/f", "mock://d.example/done")]
+    )
+    first, _ = run_try(operator, 1, "finished")
+    wait_terminal(hook, first)
+    fts_emulator.reset_counts()
+
+    second, _ = run_try(operator, 2, "finished")
+
+    assert second == first
+    assert fts_emulator.requests["POST /jobs"] == 0
+
+
+def test_retry_after_a_partial_failure_resubmits_only_the_failed_file(hook):
+    transfers = [
+        ("mock://s.example/ok", "mock://d.example/ok"),
+        ("mock://s.example/bad", "mock://d.example/bad?transfer_errno=5"),
+    ]
+    operator = FTSSubmitOperator(task_id="submit", transfers=transfers)
+    first, _ = run_try(operator, 1, "partial")
+    assert wait_terminal(hook, first) == "FINISHEDDIRTY"
+
+    second, _ = run_try(operator, 2, "partial")
+
+    assert second != first
+    assert [f["dest_surl"] for f in hook.get_job_files(second)] == [
+        "mock://d.example/bad?transfer_errno=5"
+    ]
+
+
+def test_wait_for_completion_by_polling_returns_after_the_job_finished(hook):
+    operator = FTSSubmitOperator(
+        task_id="submit",
+        transfers=[("mock://s.example/f", "mock://d.example/w")],
+        wait_for_completion=True,
+        poll_interval=0.1,
+    )
+
+    job_id, _ = run_try(operator, 1, "wait")
+
+    assert hook.get_job(job_id)["job_state"] == "FINISHED"
+
+
+def test_on_kill_cancels_the_submitted_job(hook):
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=[(STAGED, SLOW.format(n=3))], job_params=STAGING
+    )
+    job_id, _ = run_try(operator, 1, "kill")
+
+    operator.on_kill()
+
+    assert hook.get_job(job_id)["job_state"] == "CANCELED"
+
+
+def test_sensor_returns_the_summary_of_a_finished_job(hook):
+    job_id = hook.submit_job([("mock://s.example/f?size=4096", "mock://d.example/s1")])
+    wait_terminal(hook, job_id)
+
+    result = FTSJobSensor(task_id="wait", job_id=job_id).poke({})
+
+    assert result.is_done
+    assert result.xcom_value["file_states"] == {"FINISHED": 1}
+    assert result.xcom_value["bytes"] == 4096
+
+
+def test_sensor_accepts_a_rendered_list_of_ids(hook):
+    ids = [hook.submit_job([("mock://s.example/f", f"mock://d.example/l{n}")]) for n in range(2)]
+    for job_id in ids:
+        wait_terminal(hook, job_id)
+
+    result = FTSJobSensor(task_id="wait", job_id=str(ids)).poke({})
+
+    assert result.xcom_value["job_ids"] == ids
+
+
+def test_sensor_is_not_done_while_the_job_runs(hook):
+    job_id = hook.submit_job([(STAGED, SLOW.format(n=4))], **STAGING)
+
+    assert not FTSJobSensor(task_id="wait", job_id=job_id).poke({}).is_done
+    hook.cancel_job(job_id)
+
+
+def test_sensor_fails_a_failed_job_without_retry(hook):
+    job_id = hook.submit_job([("mock://s.example/f", "mock://d.example/f?transfer_errno=13")])
+    wait_terminal(hook, job_id)
+
+    with pytest.raises(AirflowFailException, match="1 of 1 files"):
+        FTSJobSensor(task_id="wait", job_id=job_id).poke({})
+
+
+def test_sensor_accepts_a_partial_job_only_when_allowed(hook):
+    job_id = hook.submit_job(
+        [
+            ("mock://s.example/a", "mock://d.example/pa"),
+            ("mock://s.example/b", "mock://d.example/pb?transfer_errno=13"),
+        ]
+    )
+    assert wait_terminal(hook, job_id) == "FINISHEDDIRTY"
+
+    with pytest.raises(AirflowFailException):
+        FTSJobSensor(task_id="strict", job_id=job_id).poke({})
+    assert FTSJobSensor(task_id="lenient", job_id=job_id, allow_partial=True).poke({}).is_done
