@@ -125,6 +125,13 @@ class _Run:
     due: float
 
 
+_PHASE_STATE = {
+    "staging": FileState.STARTED,
+    "transfer": FileState.ACTIVE,
+    "archiving": FileState.ARCHIVING,
+}
+
+
 class Engine:
     """Advances jobs in a background thread, like the FTS daemon (or step by step)."""
 
@@ -180,7 +187,8 @@ class Engine:
             for job in self.store.live_jobs():
                 self._expire_if_queued_too_long(job, now)
             for file_id, run in sorted(self._runs.items(), key=lambda item: item[1].due):
-                if run.due <= now:
+                # A canceled transfer frees its slot at once, as the daemon kills it.
+                if run.due <= now or run.file["file_state"] != _PHASE_STATE[run.phase]:
                     del self._runs[file_id]
                     self._complete(run, now)
             self._start_staging(now)
@@ -252,10 +260,7 @@ class Engine:
 
     def _complete(self, run: _Run, now: float) -> None:
         row = run.file
-        expected = FileState.STARTED if run.phase == "staging" else FileState.ACTIVE
-        if run.phase == "archiving":
-            expected = FileState.ARCHIVING
-        if row["file_state"] != expected:
+        if row["file_state"] != _PHASE_STATE[run.phase]:
             # Canceled meanwhile: the daemon kills the process and records when.
             row["finish_time"] = row["finish_time"] or iso(now)
             return
