@@ -24,6 +24,7 @@ from airflow_provider_fts.client.delegation import (
     sign_proxy_request,
 )
 from airflow_provider_fts.client.errors import (
+    AmbiguousSubmission,
     BadRequest,
     Conflict,
     FTSConnectionError,
@@ -285,8 +286,13 @@ class FTSClient:
             log.info("FTS already holds job %s for this sid; using it", expected)
             return expected
         except FTSConnectionError as exc:
+            if not exc.maybe_sent:
+                return self._post_again(document, expected)
             if expected is None:
-                raise
+                raise AmbiguousSubmission(
+                    f"{exc} FTS may or may not have stored the job; with standard ids it cannot "
+                    "be looked up. Submit with a sid (the default) to make this recoverable."
+                ) from None
             return self._resolve_lost_answer(document, expected, exc)
         job_id = answer["job_id"]
         if expected and job_id != expected:
@@ -299,10 +305,15 @@ class FTSClient:
         entry = self.get_jobs([expected])[0]
         if "job_state" in entry:
             return expected
-        # Not stored: sending again is safe, a late arrival of the first try answers 409.
+        return self._post_again(document, expected)
+
+    def _post_again(self, document: dict, expected: str | None) -> str:
+        """Send a submission FTS surely does not hold; a late first copy answers 409."""
         try:
             return self.transport.request("POST", "/jobs", json_body=document)["job_id"]
         except Conflict:
+            if expected is None:
+                raise
             return expected
 
     # -- jobs -----------------------------------------------------------------------------

@@ -54,7 +54,15 @@ class FTSCredentialError(FTSValidationError):
 
 
 class FTSConnectionError(FTSError):
-    """No HTTP answer: connection refused or reset, TLS failure, or timeout (after retries)."""
+    """No HTTP answer: connection refused or reset, TLS failure, or timeout (after retries).
+
+    ``maybe_sent`` is False when the request surely never reached the server (no
+    connection was made), so even a submission may be sent again.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 class AmbiguousSubmission(FTSConnectionError):

@@ -26,6 +26,7 @@ import httpx
 from airflow_provider_fts.client.errors import (
     FTSConnectionError,
     FTSError,
+    NotFound,
     ServerError,
     error_from_job_entry,
     error_from_response,
@@ -192,7 +193,17 @@ class JobPoller:
                 failed[entry["job_id"]] = error_from_job_entry(entry, method="GET", path=path)
             else:
                 found[entry["job_id"]] = entry
+        for job_id, error in list(failed.items()):
+            if isinstance(error, NotFound):
+                with contextlib.suppress(NotFound):
+                    found[job_id] = await self.get_archived_job(job_id)
+                    del failed[job_id]
         return found, failed
+
+    async def get_archived_job(self, job_id: str) -> dict:
+        """A job FTS purged from ``/jobs`` to its archive (files included); ``NotFound`` if
+        it is not there either. Archived jobs are terminal, so this is asked once per job."""
+        return await self._request("GET", f"/archive/{job_id}")
 
     async def _request(
         self, method: str, path: str, *, params: dict | None = None, per_job_errors: bool = False

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["FileState", "JobState", "summarize_job"]
+__all__ = ["FileState", "JobState", "summarize_jobs"]
 
 
 class JobState(StrEnum):
@@ -107,42 +107,48 @@ SUMMARY_FILE_FIELDS: tuple[str, ...] = (
 )
 
 
-def summarize_job(job: Mapping[str, Any], files: Iterable[Mapping[str, Any]] = ()) -> dict:
-    """A compact, JSON-ready outcome of one job: what a DAG needs to act on it.
+def summarize_jobs(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A compact, JSON-ready outcome of jobs: what a DAG needs to act on them.
 
-    ``files`` are file records (from ``/jobs/<id>/files`` or ``?files=`` with at least
-    :data:`SUMMARY_FILE_FIELDS`). Bytes count only FINISHED files; the mean throughput is
-    bytes moved over the summed transfer time, in MiB/s.
+    ``records`` are job records with their ``files`` (``?files=`` with at least
+    :data:`SUMMARY_FILE_FIELDS`, or ``/archive/<id>`` records, whose files say
+    ``current_failures`` instead of ``recoverable``). Bytes count only FINISHED files; the
+    mean throughput is bytes moved over the summed transfer time, in MiB/s.
     """
+    records = list(records)
     counts: Counter[str] = Counter()
     failed: list[dict] = []
     bytes_moved = 0
     seconds = 0.0
-    for record in files:
-        state = str(record.get("file_state") or "")
-        counts[state] += 1
-        if state == FileState.FINISHED:
-            bytes_moved += int(record.get("filesize") or record.get("user_filesize") or 0)
-            seconds += float(record.get("tx_duration") or 0)
-        elif state in (FileState.FAILED, FileState.CANCELED):
-            failed.append(
-                {
-                    "file_id": record.get("file_id"),
-                    "source": record.get("source_surl"),
-                    "destination": record.get("dest_surl"),
-                    "state": state,
-                    "reason": record.get("reason") or "",
-                    "recoverable": bool(record.get("recoverable")),
-                }
-            )
+    for job in records:
+        for record in job.get("files") or []:
+            state = str(record.get("file_state") or "")
+            counts[state] += 1
+            if state == FileState.FINISHED:
+                bytes_moved += int(record.get("filesize") or record.get("user_filesize") or 0)
+                seconds += float(record.get("tx_duration") or 0)
+            elif state in (FileState.FAILED, FileState.CANCELED):
+                failed.append(_failed_file(job, record, state))
     throughput = bytes_moved / seconds / 2**20 if seconds > 0 else None
     return {
-        "job_id": job.get("job_id"),
-        "job_state": job.get("job_state"),
-        "reason": job.get("reason"),
+        "job_ids": [job["job_id"] for job in records],
+        "job_states": {job["job_id"]: job.get("job_state") for job in records},
         "files": sum(counts.values()),
         "file_states": dict(sorted(counts.items())),
         "failed_files": failed,
         "bytes": bytes_moved,
         "throughput_mib_s": round(throughput, 3) if throughput is not None else None,
+    }
+
+
+def _failed_file(job: Mapping[str, Any], record: Mapping[str, Any], state: str) -> dict:
+    recoverable = record.get("recoverable", record.get("current_failures"))
+    return {
+        "job_id": job.get("job_id"),
+        "file_id": record.get("file_id"),
+        "source": record.get("source_surl"),
+        "destination": record.get("dest_surl"),
+        "state": state,
+        "reason": record.get("reason") or "",
+        "recoverable": bool(recoverable),
     }

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_fts import __version__
@@ -169,10 +170,13 @@ class Transport:
                 method, url, data=data, headers=headers, timeout=self.timeout
             )
         except requests.exceptions.SSLError as exc:
-            raise FTSConnectionError(f"TLS with {self.endpoint} failed: {_reason(exc)}") from None
+            raise FTSConnectionError(
+                f"TLS with {self.endpoint} failed: {_reason(exc)}", maybe_sent=False
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise FTSConnectionError(
-                f"{method} {path} to {self.endpoint} got no answer: {_reason(exc)}"
+                f"{method} {path} to {self.endpoint} got no answer: {_reason(exc)}",
+                maybe_sent=not _never_connected(exc),
             ) from None
         log.debug(
             "FTS %s %s -> %s in %.3fs",
@@ -207,6 +211,14 @@ class Transport:
 
 class _GarbledBody(Exception):
     """A success status with a body that does not parse as the JSON it claims to be."""
+
+
+def _never_connected(exc: requests.exceptions.RequestException) -> bool:
+    """True when no connection was made, so the request cannot have reached FTS."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", None), urllib3.exceptions.NewConnectionError)
 
 
 def _reason(exc: BaseException) -> str:

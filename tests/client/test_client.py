@@ -17,6 +17,7 @@ import pytest
 from airflow_provider_fts.client.client import FTSClient, normalise_endpoint
 from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.client.errors import (
+    AmbiguousSubmission,
     BadRequest,
     FTSConnectionError,
     FTSValidationError,
@@ -235,6 +236,19 @@ def test_submit_refused_before_the_server_stored_it_is_sent_once_more(
     assert fts_emulator.store.job_count() == before + 1
     assert fts_emulator.requests["POST /jobs"] == 2
     assert client.get_job(job_id)["job_id"] == job_id
+
+
+def test_lost_answer_with_standard_ids_is_reported_as_ambiguous(make_client, fts_emulator) -> None:
+    client = make_client()
+    client.delegate()
+    before = fts_emulator.store.job_count()
+    fts_emulator.faults.ambiguous_submit()
+
+    with pytest.raises(AmbiguousSubmission, match="may or may not"):
+        client.submit(transfers(), id_generator="standard")
+
+    assert fts_emulator.store.job_count() == before + 1  # stored once, never sent again
+    assert fts_emulator.requests["POST /jobs"] == 1
 
 
 def test_post_is_never_retried_blindly_on_503(make_client, fts_emulator) -> None:
