@@ -27,8 +27,8 @@ from airflow_provider_fts.client.delegation import (
 )
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSError, FTSValidationError
 from airflow_provider_fts.testing import pki
+from tests.recorded import RECORDED
 
-RECORDED = Path("/work/shared/fts-api/recorded")
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 

@@ -31,12 +31,11 @@ from airflow_provider_fts.client.errors import (
     error_class_for,
     message_from_body,
 )
+from tests.recorded import RECORDED
 
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fts-api" / "recorded"
-CASES = sorted(RECORDED.glob("[0-9]*.json")) if RECORDED.is_dir() else []
+CASES = sorted(RECORDED.glob("[0-9]*.json"))
 WHOAMI = RECORDED / "003-whoami-voms.json"
 
-pytestmark = pytest.mark.skipif(not CASES, reason=f"recorded cases not found at {RECORDED}")
 
 JOB_IDS = re.compile(r"^/jobs/([^/]+)$")
 UNSENDABLE = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,7 @@ from airflow_provider_fts.client.submission import (
     build_submission,
     expected_job_id,
 )
-
-RECORDED = Path(__file__).resolve().parents[3] / "shared" / "fts-api" / "recorded"
+from tests.recorded import RECORDED
 
 SRC = "davs://src.example.org/data/f1"
 DST = "davs://dst.example.org/data/f1"
@@ -498,10 +496,7 @@ def test_every_job_parameter_is_checked(name):
 
 
 def recorded(case: str) -> dict:
-    path = RECORDED / case
-    if not path.exists():
-        pytest.skip(f"recorded exchanges not found in {RECORDED}")
-    return json.loads(path.read_text())
+    return json.loads((RECORDED / case).read_text())
 
 
 def test_expected_job_id_is_the_id_the_real_server_gave():
@@ -570,7 +565,6 @@ def submitted_body(case: dict) -> dict:
     return json.loads(body) if isinstance(body, str) else body
 
 
-@pytest.mark.skipif(not RECORDED.exists(), reason=f"recorded exchanges not found in {RECORDED}")
 def test_the_recorded_exchanges_hold_accepted_submissions():
     assert len(accepted_submissions()) >= 20
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ from airflow_provider_fts.testing.jobs import (
     derive_job_state,
     iso,
 )
+from tests.recorded import RECORDED
 
-RECORDED = Path("/work/shared/fts-api/recorded")
 DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"
 SRC = "mock://src.example.org/p"
 DST = "mock://dst.example.org/p"

@@ -23,8 +23,7 @@ from airflow_provider_fts.client.certs import (
 from airflow_provider_fts.testing import pki
 from airflow_provider_fts.testing.voms import VOMS_EXTENSION_OID, read_voms
 from tests.conftest import USER_DN
-
-RECORDED = Path("/work/shared/fts-api/recorded")
+from tests.recorded import RECORDED
 
 needs_openssl = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 

@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from airflow_provider_fts.client.certs import build_proxy
 from airflow_provider_fts.testing.environment import FTSTestPKI
 from airflow_provider_fts.testing.server import FTSEmulator
-
-RECORDED = Path(__file__).parents[2].parent / "shared" / "fts-api" / "recorded"
-
-pytestmark = pytest.mark.skipif(
-    not RECORDED.is_dir(), reason=f"recorded FTS exchanges not found at {RECORDED}"
-)
+from tests.recorded import RECORDED
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PLAIN_VO = "099499e65703c243"  # the plain proxy's delegation id, its "virtual VO"
@@ -70,8 +64,6 @@ FILE_KEYS = (
 
 
 def _load_cases() -> dict[str, dict]:
-    if not RECORDED.is_dir():
-        return {}
     return {p.name: json.loads(p.read_text()) for p in sorted(RECORDED.glob("[0-9]*.json"))}
 
 
