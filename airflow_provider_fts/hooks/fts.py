@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
-from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.errors import (
+    FTSValidationError,
+    NotFound,
+    error_from_job_entry,
+    is_job_error_entry,
+)
 from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 
 if TYPE_CHECKING:
@@ -303,6 +308,10 @@ def _keys_in(*paths: str | None) -> list[str]:
     return keys
 
 
+def _is_not_found(entry: dict) -> bool:
+    return is_job_error_entry(entry) and isinstance(error_from_job_entry(entry), NotFound)
+
+
 def _mtime(path: str) -> float | None:
     try:
         return os.stat(path).st_mtime
@@ -420,6 +429,23 @@ class FTSHook(BaseHook):
     def get_jobs(self, job_ids: Sequence[str], files: bool | Sequence[str] = False) -> list[dict]:
         """Many jobs in requests of up to 100 ids; a missing job is an error entry, not a raise."""
         return self.get_client().get_jobs(job_ids, files=files)
+
+    def get_jobs_or_archived(
+        self, job_ids: Sequence[str], files: bool | Sequence[str] = False
+    ) -> list[dict]:
+        """Like :meth:`get_jobs`, but a job FTS purged from ``/jobs`` (404 there, days after
+        it ended) comes from ``/archive/<id>`` with all its files. A job in neither place
+        stays its 404 error entry."""
+        return [
+            self._archived_or(entry) if _is_not_found(entry) else entry
+            for entry in self.get_jobs(job_ids, files=files)
+        ]
+
+    def _archived_or(self, entry: dict) -> dict:
+        try:
+            return self.get_archived_job(entry["job_id"])
+        except NotFound:
+            return entry
 
     def get_job_files(self, job_id: str) -> list[dict]:
         return self.get_client().get_job_files(job_id)

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 #: XCom keys the submit operator pushes before it waits (the link reads the URL).
 JOB_ID_KEY = "fts_job_id"
 JOB_URL_KEY = "fts_job_url"
+#: XCom key of the outcome summary, pushed by whatever waited, even when the task fails.
+SUMMARY_KEY = "fts_summary"
 
 
 class FTSJobLink(BaseOperatorLink):

@@ -5,7 +5,8 @@ try number and chunk. A retry computes the ids of the earlier tries locally and 
 them all up in one request: an active job is reconnected to, a FINISHED one is the
 answer, and only a FAILED or CANCELED one leads to a new job, for the files that did not
 finish. So neither an Airflow retry nor a crash between the submit and the XCom push
-creates a duplicate job.
+creates a duplicate job. A job FTS already purged to its archive (a task cleared days
+later) is found there, so a FINISHED job is reused even then.
 
 Why not ``ResumableJobMixin``: it keeps one id in ``task_state_store`` and resubmits
 everything after a failure; deterministic ids need no store, close the mixin's window
@@ -33,9 +34,9 @@ from airflow_provider_fts.sensors.fts import fetch_summary
 from airflow_provider_fts.triggers.fts import (
     FTSJobTrigger,
     all_terminal,
-    check_outcome,
     outcome_of_event,
     progress_line,
+    publish_outcome,
 )
 
 if TYPE_CHECKING:
@@ -127,11 +128,11 @@ class FTSSubmitOperator(BaseOperator):
         context["ti"].xcom_push(key=JOB_URL_KEY, value=url)
         self.log.info("FTS jobs %s: %s", ", ".join(job_ids), url)
         if self.wait_for_completion:
-            self._wait(job_ids)
+            self._wait(job_ids, context)
         return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        outcome_of_event(event, allow_partial=self.allow_partial, log=self.log)
+        outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
         ids = event["job_ids"]
         return ids[0] if len(ids) == 1 else ids
 
@@ -223,14 +224,15 @@ class FTSSubmitOperator(BaseOperator):
         if not expected:
             return {}
         found: dict[int, list[dict]] = {}
-        for record in self.hook.get_jobs(list(expected), files=["file_state", "dest_surl"]):
+        lookup = self.hook.get_jobs_or_archived(list(expected), files=["file_state", "dest_surl"])
+        for record in lookup:
             if not is_job_error_entry(record):
                 found.setdefault(expected[record["job_id"]], []).append(record)
         return found
 
     # -- waiting -------------------------------------------------------------------------
 
-    def _wait(self, job_ids: list[str]) -> None:
+    def _wait(self, job_ids: list[str], context: Context) -> None:
         if self.deferrable:
             summary = fetch_summary(self.hook, job_ids)
             if not all_terminal(summary):
@@ -247,7 +249,7 @@ class FTSSubmitOperator(BaseOperator):
                 )
         else:
             summary = self._poll(job_ids)
-        check_outcome(summary, allow_partial=self.allow_partial, log=self.log)
+        publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
 
     def _poll(self, job_ids: list[str]) -> dict:
         deadline = time.monotonic() + self.wait_timeout if self.wait_timeout else None

@@ -13,15 +13,14 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
-from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS
+from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, summarize_jobs
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.triggers.fts import (
     FTSJobTrigger,
     all_terminal,
-    check_outcome,
     outcome_of_event,
     progress_line,
-    summarize_jobs,
+    publish_outcome,
 )
 
 if TYPE_CHECKING:
@@ -39,8 +38,11 @@ def job_id_list(value: Any) -> list[str]:
 
 
 def fetch_summary(hook: FTSHook, job_ids: list[str]) -> dict[str, Any]:
-    """The current summary of the jobs, in one request per 100 jobs."""
-    records = hook.get_jobs(job_ids, files=SUMMARY_FILE_FIELDS)
+    """The current summary of the jobs, in one request per 100 jobs.
+
+    Jobs FTS already purged to its archive are read from there: a lost job is not a failure.
+    """
+    records = hook.get_jobs_or_archived(job_ids, files=SUMMARY_FILE_FIELDS)
     for record in records:
         if is_job_error_entry(record):
             raise error_from_job_entry(record)
@@ -53,7 +55,9 @@ class FTSJobSensor(BaseSensorOperator):
     FAILED and CANCELED jobs fail the task (no retry: a terminal job cannot change) after
     logging the failed files and their reasons. Its XCom is the jobs' summary: states,
     counts per file state, failed files with reason and recoverable flag, bytes, mean
-    throughput.
+    throughput. The summary is also pushed as ``fts_summary`` before the verdict, so it
+    survives a failed task for downstream ``all_done`` tasks. A job FTS already purged
+    to its archive (404 on ``/jobs``) is read from ``/archive/<id>``.
 
     :param job_id: An FTS job id or a list of them (templated; an operator's XCom works).
     :param fts_conn_id: The Airflow connection to the FTS server.
@@ -91,7 +95,7 @@ class FTSJobSensor(BaseSensorOperator):
         self.log.info("%s", progress_line(summary))
         if not all_terminal(summary):
             return PokeReturnValue(is_done=False)
-        check_outcome(summary, allow_partial=self.allow_partial, log=self.log)
+        publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def execute(self, context: Context) -> Any:
@@ -115,4 +119,4 @@ class FTSJobSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
         if event and event.get("status") == "timeout":
             raise AirflowSensorTimeout(event["message"])
-        return outcome_of_event(event, allow_partial=self.allow_partial, log=self.log)
+        return outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)

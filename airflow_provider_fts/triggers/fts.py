@@ -3,56 +3,29 @@
 The trigger only reads: it may be restarted or run twice, so it never submits. All
 triggers of one triggerer that watch jobs on the same endpoint with the same credential
 share one :class:`~airflow_provider_fts.client.poller.JobPoller`, which asks for up to 100
-jobs per request. The outcome rules (what counts as success, how a summary looks) live
-here too, so the sensor, the operator and the trigger speak one vocabulary.
+jobs per request. The outcome rules (what counts as success, what the log says) live
+here too, so the sensor, the operator and the trigger speak one vocabulary; the summary
+itself is :func:`~airflow_provider_fts.client.states.summarize_jobs`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_fts.client.states import FileState, JobState, summarize_job
+from airflow_provider_fts.client.states import FileState, JobState, summarize_jobs
 from airflow_provider_fts.hooks.fts import FTSHook
+from airflow_provider_fts.links.fts import SUMMARY_KEY
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 _FAILED_FILES_LOGGED = 50  # failed files listed in a task log; the XCom summary keeps all
-
-
-def summarize_jobs(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """A compact, JSON-ready outcome of several jobs (records with their ``files``)."""
-    records = list(records)
-    counts: Counter[str] = Counter()
-    failed: list[dict] = []
-    seconds = 0.0
-    for record in records:
-        files = record.get("files") or []
-        one = summarize_job(record, files)
-        counts.update(one["file_states"])
-        failed += [{"job_id": one["job_id"], **entry} for entry in one["failed_files"]]
-        seconds += sum(
-            float(f.get("tx_duration") or 0) for f in files if f.get("file_state") == "FINISHED"
-        )
-    moved = sum(
-        int(f.get("filesize") or f.get("user_filesize") or 0)
-        for r in records
-        for f in r.get("files") or []
-        if f.get("file_state") == FileState.FINISHED
-    )
-    return {
-        "job_ids": [r["job_id"] for r in records],
-        "job_states": {r["job_id"]: r.get("job_state") for r in records},
-        "files": sum(counts.values()),
-        "file_states": dict(sorted(counts.items())),
-        "failed_files": failed,
-        "bytes": moved,
-        "throughput_mib_s": round(moved / seconds / 2**20, 3) if seconds > 0 else None,
-    }
 
 
 def all_terminal(summary: Mapping[str, Any]) -> bool:
@@ -102,8 +75,23 @@ def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, log: Any) 
     )
 
 
-def outcome_of_event(event: Mapping[str, Any] | None, *, allow_partial: bool, log: Any) -> dict:
-    """The summary carried by a trigger event, after the same checks as a poke."""
+def publish_outcome(
+    summary: dict[str, Any], context: Context, *, allow_partial: bool, log: Any
+) -> dict[str, Any]:
+    """Push the summary (XCom ``fts_summary``), then :func:`check_outcome` it.
+
+    Pushed first so that it outlives a failure: a downstream task with
+    ``trigger_rule="all_done"`` can still read which files failed and why.
+    """
+    context["ti"].xcom_push(key=SUMMARY_KEY, value=summary)
+    check_outcome(summary, allow_partial=allow_partial, log=log)
+    return summary
+
+
+def outcome_of_event(
+    event: Mapping[str, Any] | None, context: Context, *, allow_partial: bool, log: Any
+) -> dict:
+    """The summary carried by a trigger event, after the same steps as a poke."""
     if not event or event.get("status") not in ("done", "timeout", "error"):
         raise AirflowException(f"FTSJobTrigger sent an unexpected event: {event!r}")
     if event["status"] == "timeout":
@@ -112,15 +100,15 @@ def outcome_of_event(event: Mapping[str, Any] | None, *, allow_partial: bool, lo
         raise AirflowException(event["message"])
     summary = event["summary"]
     log.info("%s", progress_line(summary))
-    check_outcome(summary, allow_partial=allow_partial, log=log)
-    return summary
+    return publish_outcome(summary, context, allow_partial=allow_partial, log=log)
 
 
 class FTSJobTrigger(BaseTrigger):
     """Fire once when every job has ended, the deadline passed, or polling failed.
 
     The event is ``{"status": "done" | "timeout" | "error", "job_ids", "message"}`` plus
-    the ``summary`` when done. ``cleanup`` has nothing to do: leaving the shared poller
+    the ``summary`` when done. A job FTS purged to its archive counts as done, with the
+    archived record. ``cleanup`` has nothing to do: leaving the shared poller
     happens when ``run`` is cancelled. ``on_kill`` (Airflow >= 3.3, a user marked or
     cleared the deferred task) cancels the jobs.
 

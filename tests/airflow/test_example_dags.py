@@ -10,11 +10,14 @@ import importlib.util
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.airflow.conftest import EXAMPLE_DAGS
+
+POLLER_AGENT = "airflow-provider-fts-poller"
 
 
 def load_dag(name: str):
@@ -40,6 +43,23 @@ def emulator_connection(fts_emulator, fts_pki, monkeypatch):
     }
     monkeypatch.setenv("AIRFLOW_CONN_FTS_DEFAULT", json.dumps(document))
     monkeypatch.setenv("FTS_EXAMPLE_POLL_SECONDS", "0.2")
+    monkeypatch.setenv("FTS_EXAMPLE_RETRY_DELAY_SECONDS", "0")
+
+
+@pytest.fixture
+def trigger_polls(fts_emulator):
+    """Counts the ``GET /jobs/...`` requests of the triggers' shared poller (its User-Agent):
+    proof that the waiting happened in a trigger, not in the task."""
+
+    def from_poller(request) -> bool:
+        agents = [v for k, v in request.headers.items() if k.lower() == "user-agent"]
+        return agents == [POLLER_AGENT]
+
+    return fts_emulator.faults.slow(0, count=None, route="GET /jobs/{id}", when=from_poller)
+
+
+def task_states(run) -> dict[tuple[str, int], str]:
+    return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLE_DAGS.glob("example_*.py")))
@@ -51,7 +71,10 @@ def test_example_dag_parses_without_network(name, monkeypatch):
     assert dag.task_ids
 
 
-def test_replication_copies_the_files_with_checksums(airflow_db, emulator_connection, fts_storage):
+def test_replication_copies_the_files_with_checksums(
+    airflow_db, emulator_connection, fts_storage, fts_emulator, trigger_polls, monkeypatch
+):
+    monkeypatch.setattr(fts_emulator.engine, "default_duration", 1.0)  # still running at 1st poke
     site_a, site_b = fts_storage["davs://site-a.example"], fts_storage["davs://site-b.example"]
     (site_a / "data").mkdir(exist_ok=True)
     for name in ("run-001.root", "run-002.root", "run-003.root"):
@@ -63,3 +86,69 @@ def test_replication_copies_the_files_with_checksums(airflow_db, emulator_connec
     assert run.state == "success"
     copied = sorted(p.name for p in site_b.glob("replica/*/*.root"))
     assert copied == ["run-001.root", "run-002.root", "run-003.root"]
+    assert trigger_polls.hits >= 1
+
+
+def test_tape_staging_stages_then_copies_waiting_in_the_trigger(
+    airflow_db, emulator_connection, fts_storage, fts_emulator, trigger_polls
+):
+    site_a, site_b = fts_storage["davs://site-a.example"], fts_storage["davs://site-b.example"]
+    dataset = f"run-{uuid.uuid4().hex[:8]}"
+    (site_a / "tape" / dataset).mkdir(parents=True)
+    for name in ("raw-001.dat", "raw-002.dat"):
+        (site_a / "tape" / dataset / name).write_bytes(name.encode() * 50)
+    dag = load_dag("example_fts_tape_staging")
+
+    run = dag.test(run_conf={"dataset": dataset})
+
+    assert run.state == "success"
+    assert sorted(p.name for p in (site_b / "recalled" / dataset).iterdir()) == [
+        "raw-001.dat",
+        "raw-002.dat",
+    ]
+    (job,) = [j for j in fts_emulator.store.stored_jobs() if dataset in j.files[0]["source_surl"]]
+    assert job.record["bring_online"] == 8 * 3600
+    assert all(f["staging_finished"] for f in job.files)
+    assert [f["staging_metadata"] for f in job.files] == [{"dataset": dataset}] * 2
+    assert trigger_polls.hits >= 1
+
+
+def test_bulk_copy_second_pass_resubmits_only_the_recoverable_failures(
+    airflow_db, emulator_connection, fts_emulator, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(fts_emulator.engine, "concurrency", 500)  # one big link, fast test
+    prefix = f"bulk-{uuid.uuid4().hex[:8]}"
+    transient = {7, 480, 999, *range(1000, 1005)}  # the last batch fails as a whole
+    permanent = {13, 650}
+    manifest = tmp_path / "manifest.txt"
+    manifest.write_text(
+        "".join(
+            f"mock://src.example/{prefix}/f{n} {destination(prefix, n, transient, permanent)}\n"
+            for n in range(1005)
+        )
+    )
+    dag = load_dag("example_fts_bulk_copy")
+
+    run = dag.test(run_conf={"manifest": str(manifest)})
+
+    jobs = [j for j in fts_emulator.store.stored_jobs() if prefix in j.files[0]["dest_surl"]]
+    second = [j for j in jobs if j.record["retry"] == 3]
+    assert len(jobs) == 7
+    assert sorted(f["dest_surl"] for j in second for f in j.files) == sorted(
+        destination(prefix, n, transient, permanent) for n in transient
+    )
+    assert {j.record["job_state"] for j in second} == {"FINISHED"}
+    states = task_states(run)
+    assert states[("wait", 5)] == "failed"  # its job FAILED: every file of the batch
+    assert states[("second_pass", 0)] == "success"
+    assert states[("report", -1)] == "failed"  # the permanent failures are reported
+    assert run.state == "failed"
+
+
+def destination(prefix: str, n: int, transient: set[int], permanent: set[int]) -> str:
+    url = f"mock://dst.example/{prefix}/f{n}"
+    if n in transient:
+        return f"{url}?transfer_errno=110&fail_attempts=2"  # timeouts beyond one retry
+    if n in permanent:
+        return f"{url}?transfer_errno=13"  # permission denied: retrying cannot help
+    return url

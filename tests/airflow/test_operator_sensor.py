@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.errors import FTSValidationError, NotFound
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
@@ -49,6 +49,10 @@ def hook(fts_emulator, fts_pki, monkeypatch) -> FTSHook:
 def run_try(operator: FTSSubmitOperator, try_number: int, run_id: str) -> tuple:
     ti = TaskTry(try_number, run_id=run_id)
     return operator.execute({"ti": ti}), ti
+
+
+def sensor_context() -> dict:
+    return {"ti": TaskTry(1, task_id="wait")}
 
 
 def wait_terminal(hook, job_id, timeout=10.0):
@@ -162,6 +166,22 @@ def test_retry_after_a_partial_failure_resubmits_only_the_failed_file(hook):
     ]
 
 
+def test_retry_after_the_finished_job_was_purged_reuses_it_from_the_archive(hook, fts_emulator):
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=[("mock://s.example/f", "mock://d.example/purged-op")]
+    )
+    first, _ = run_try(operator, 1, "purged")
+    wait_terminal(hook, first)
+    fts_emulator.purge(first)
+    fts_emulator.reset_counts()
+
+    second, _ = run_try(operator, 2, "purged")
+
+    assert second == first
+    assert fts_emulator.requests["GET /archive/{id}"] == 1
+    assert fts_emulator.requests["POST /jobs"] == 0
+
+
 def test_wait_for_completion_by_polling_returns_after_the_job_finished(hook):
     operator = FTSSubmitOperator(
         task_id="submit",
@@ -190,7 +210,7 @@ def test_sensor_returns_the_summary_of_a_finished_job(hook):
     job_id = hook.submit_job([("mock://s.example/f?size=4096", "mock://d.example/s1")])
     wait_terminal(hook, job_id)
 
-    result = FTSJobSensor(task_id="wait", job_id=job_id).poke({})
+    result = FTSJobSensor(task_id="wait", job_id=job_id).poke(sensor_context())
 
     assert result.is_done
     assert result.xcom_value["file_states"] == {"FINISHED": 1}
@@ -202,7 +222,7 @@ def test_sensor_accepts_a_rendered_list_of_ids(hook):
     for job_id in ids:
         wait_terminal(hook, job_id)
 
-    result = FTSJobSensor(task_id="wait", job_id=str(ids)).poke({})
+    result = FTSJobSensor(task_id="wait", job_id=str(ids)).poke(sensor_context())
 
     assert result.xcom_value["job_ids"] == ids
 
@@ -210,7 +230,7 @@ def test_sensor_accepts_a_rendered_list_of_ids(hook):
 def test_sensor_is_not_done_while_the_job_runs(hook):
     job_id = hook.submit_job([(STAGED, SLOW.format(n=4))], **STAGING)
 
-    assert not FTSJobSensor(task_id="wait", job_id=job_id).poke({}).is_done
+    assert not FTSJobSensor(task_id="wait", job_id=job_id).poke(sensor_context()).is_done
     hook.cancel_job(job_id)
 
 
@@ -219,7 +239,19 @@ def test_sensor_fails_a_failed_job_without_retry(hook):
     wait_terminal(hook, job_id)
 
     with pytest.raises(AirflowFailException, match="1 of 1 files"):
-        FTSJobSensor(task_id="wait", job_id=job_id).poke({})
+        FTSJobSensor(task_id="wait", job_id=job_id).poke(sensor_context())
+
+
+def test_a_failing_sensor_still_publishes_the_summary_for_downstream_tasks(hook):
+    job_id = hook.submit_job([("mock://s.example/f", "mock://d.example/f?transfer_errno=110")])
+    wait_terminal(hook, job_id)
+    context = sensor_context()
+
+    with pytest.raises(AirflowFailException):
+        FTSJobSensor(task_id="wait", job_id=job_id).poke(context)
+
+    (failed,) = context["ti"].xcoms["fts_summary"]["failed_files"]
+    assert failed["recoverable"] is True
 
 
 def test_sensor_accepts_a_partial_job_only_when_allowed(hook):
@@ -232,5 +264,27 @@ def test_sensor_accepts_a_partial_job_only_when_allowed(hook):
     assert wait_terminal(hook, job_id) == "FINISHEDDIRTY"
 
     with pytest.raises(AirflowFailException):
-        FTSJobSensor(task_id="strict", job_id=job_id).poke({})
-    assert FTSJobSensor(task_id="lenient", job_id=job_id, allow_partial=True).poke({}).is_done
+        FTSJobSensor(task_id="strict", job_id=job_id).poke(sensor_context())
+    assert (
+        FTSJobSensor(task_id="lenient", job_id=job_id, allow_partial=True)
+        .poke(sensor_context())
+        .is_done
+    )
+
+
+def test_sensor_reads_a_job_purged_to_the_archive(hook, fts_emulator):
+    job_id = hook.submit_job([("mock://s.example/f?size=1024", "mock://d.example/purged")])
+    wait_terminal(hook, job_id)
+    fts_emulator.purge(job_id)
+
+    result = FTSJobSensor(task_id="wait", job_id=job_id).poke(sensor_context())
+
+    assert result.xcom_value["job_states"] == {job_id: "FINISHED"}
+    assert result.xcom_value["bytes"] == 1024
+
+
+def test_sensor_fails_for_a_job_neither_live_nor_archived(hook):
+    unknown = "00000000-0000-0000-0000-000000000000"
+
+    with pytest.raises(NotFound, match=unknown):
+        FTSJobSensor(task_id="wait", job_id=unknown).poke(sensor_context())

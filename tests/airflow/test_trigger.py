@@ -28,6 +28,13 @@ def hook(fts_emulator, fts_pki, monkeypatch) -> FTSHook:
     return FTSHook()
 
 
+def wait_finished(hook: FTSHook, job_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while hook.get_job(job_id)["job_state"] != "FINISHED":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 async def only_event(trigger: FTSJobTrigger) -> dict:
     events = [event async for event in trigger.run()]
     assert len(events) == 1
@@ -68,6 +75,20 @@ async def test_failed_file_is_reported_with_its_reason(hook):
     (failed,) = event["summary"]["failed_files"]
     assert event["summary"]["job_states"] == {job_id: "FAILED"}
     assert failed["reason"]
+
+
+async def test_job_purged_to_the_archive_gives_a_done_event(hook, fts_emulator):
+    job_id = await asyncio.to_thread(
+        hook.submit_job, [("mock://src.example/f?size=512", "mock://dst.example/purged")]
+    )
+    await asyncio.to_thread(wait_finished, hook, job_id)
+    fts_emulator.purge(job_id)
+
+    event = await only_event(FTSJobTrigger(job_ids=[job_id], poll_interval=0.1))
+
+    assert event["status"] == "done"
+    assert event["summary"]["job_states"] == {job_id: "FINISHED"}
+    assert event["summary"]["bytes"] == 512
 
 
 async def test_deadline_in_the_past_gives_a_timeout_event(hook):
