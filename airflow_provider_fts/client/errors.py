@@ -54,7 +54,8 @@ class FTSCredentialError(FTSValidationError):
 
 
 class FTSConnectionError(FTSError):
-    """No HTTP answer: connection refused or reset, TLS failure, or timeout (after retries).
+    """No usable HTTP answer: refused or reset connection, TLS failure, timeout, or a body
+    cut short (after retries).
 
     ``maybe_sent`` is False when the request surely never reached the server (no
     connection was made), so even a submission may be sent again.

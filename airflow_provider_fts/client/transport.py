@@ -24,7 +24,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_fts import __version__
-from airflow_provider_fts.client.errors import FTSConnectionError, FTSError, error_from_response
+from airflow_provider_fts.client.errors import FTSConnectionError, error_from_response
 
 __all__ = ["RetryPolicy", "Transport", "default_user_agent"]
 
@@ -141,7 +141,8 @@ class Transport:
                 return self._decode(method, path, response)
             except _GarbledBody:
                 if last:
-                    raise FTSError(
+                    # An answer cut short is as good as lost: a submit must be looked up.
+                    raise FTSConnectionError(
                         f"FTS answered {method} {path} with a body that is not valid JSON"
                     ) from None
                 self._pause(attempt, method, path, "invalid JSON")
