@@ -82,6 +82,11 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Delegate again when the delegated proxy has less left (default 6).",
         "schema": _HOURS,
     },
+    "timeout_seconds": {
+        "label": "Request timeout (seconds)",
+        "description": "Longest wait for one FTS answer (default 60; connecting: at most 10).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
     "monitoring_url": {
         "label": "Monitoring URL template",
         "description": "Job page in FTS web monitoring; {job_id} is replaced. "

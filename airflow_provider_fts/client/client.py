@@ -31,6 +31,7 @@ from airflow_provider_fts.client.errors import (
     FTSValidationError,
     NeedsDelegation,
     NotFound,
+    TryAgain,
 )
 from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
 from airflow_provider_fts.client.submission import BASE_ID, build_submission, expected_job_id
@@ -256,7 +257,8 @@ class FTSClient:
         """Validate, then submit a job exactly once; return its id.
 
         Jobs get deterministic ids (``sid`` defaults to a fresh random one), so an answer
-        lost on the way back is resolved by looking the job up: never by a blind resubmit.
+        lost on the way back, or a 502/503/504, is resolved by looking the job up and
+        sending it again only when FTS does not hold it: never by a blind resubmit.
         A ``sid`` FTS already holds returns that job's id (409 is not a failure). A 419
         leads to one re-delegation and one retry.
         """
@@ -285,9 +287,11 @@ class FTSClient:
                 raise
             log.info("FTS already holds job %s for this sid; using it", expected)
             return expected
-        except FTSConnectionError as exc:
-            if not exc.maybe_sent:
+        except (FTSConnectionError, TryAgain) as exc:
+            if isinstance(exc, FTSConnectionError) and not exc.maybe_sent:
                 return self._post_again(document, expected)
+            if isinstance(exc, TryAgain) and expected is None:
+                raise
             if expected is None:
                 raise AmbiguousSubmission(
                     f"{exc} FTS may or may not have stored the job; with standard ids it cannot "
@@ -300,8 +304,9 @@ class FTSClient:
         return job_id
 
     def _resolve_lost_answer(self, document: dict, expected: str, cause: Exception) -> str:
-        """The submit's answer was lost: find out whether FTS stored the job."""
-        log.warning("No answer to the submission (%s); looking up job %s", cause, expected)
+        """The submit's answer was lost or was a 502/503/504 (a proxy in front of FTS may
+        have passed the request on): find out whether FTS stored the job."""
+        log.warning("No usable answer to the submission (%s); looking up job %s", cause, expected)
         entry = self.get_jobs([expected])[0]
         if "job_state" in entry:
             return expected

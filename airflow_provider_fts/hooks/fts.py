@@ -43,6 +43,8 @@ DEFAULT_RENEW_BELOW = timedelta(hours=6)
 # FTS refuses a submission when the delegated proxy has under one hour left (REFERENCE 3).
 MIN_RENEW_BELOW = timedelta(hours=1)
 MONITORING_URL = "https://{host}:8449/fts3/ftsmon/#/job/{{job_id}}"
+DEFAULT_TIMEOUT = 60.0
+MAX_CONNECT_TIMEOUT = 10.0
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
@@ -124,6 +126,7 @@ class FTSConnectionSettings:
     delegation_lifetime: timedelta = DEFAULT_DELEGATION_LIFETIME
     renew_below: timedelta = DEFAULT_RENEW_BELOW
     monitoring_url: str = ""
+    timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_connection(
@@ -156,6 +159,7 @@ class FTSConnectionSettings:
             delegation_lifetime=lifetime,
             renew_below=renew_below,
             monitoring_url=_monitoring_url(extra, hostname),
+            timeout=_seconds(extra, "timeout_seconds", DEFAULT_TIMEOUT),
         )
 
     def trust(self) -> Trust:
@@ -276,15 +280,29 @@ def _boolean(extra: Mapping[str, Any], key: str, *, default: bool) -> bool:
 def _hours(extra: Mapping[str, Any], key: str, default: timedelta) -> timedelta:
     if key not in extra:
         return default
+    return timedelta(hours=_positive(extra, key, "hours", below=10_000, example=12))
+
+
+def _seconds(extra: Mapping[str, Any], key: str, default: float) -> float:
+    if key not in extra:
+        return default
+    return _positive(extra, key, "seconds", below=86_400, example=60)
+
+
+def _positive(
+    extra: Mapping[str, Any], key: str, unit: str, *, below: float, example: int
+) -> float:
     try:
-        hours = float(extra[key])
+        value = float(extra[key])
     except (TypeError, ValueError):
-        hours = float("nan")
-    if not 0 < hours < 10_000:  # also rejects NaN and infinity
+        value = float("nan")
+    if not 0 < value < below:  # also rejects NaN and infinity
         raise FTSValidationError(
-            f"extra {key!r}", f"{extra[key]!r} is not a positive number of hours.", "Use e.g. 12."
+            f"extra {key!r}",
+            f"{extra[key]!r} is not a positive number of {unit}.",
+            f"Use e.g. {example}.",
         )
-    return timedelta(hours=hours)
+    return value
 
 
 def _monitoring_url(extra: Mapping[str, Any], hostname: str) -> str:
@@ -377,6 +395,7 @@ class FTSHook(BaseHook):
             trust=settings.trust(),
             delegation_lifetime=settings.delegation_lifetime,
             renew_below=settings.renew_below,
+            timeout=(min(MAX_CONNECT_TIMEOUT, settings.timeout), settings.timeout),
         )
 
     async def aget_poller(self) -> JobPoller:
@@ -399,7 +418,12 @@ class FTSHook(BaseHook):
         for key in file_keys:
             await amask_secret(key)
         context = await asyncio.to_thread(credentials.ssl_context, settings.trust())
-        return JobPoller(settings.endpoint, ssl_context=context, token=credentials.token)
+        return JobPoller(
+            settings.endpoint,
+            ssl_context=context,
+            token=credentials.token,
+            timeout=settings.timeout,
+        )
 
     def job_url(self, job_id: str) -> str:
         """The job's page in FTS web monitoring."""

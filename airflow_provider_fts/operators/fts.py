@@ -149,13 +149,25 @@ class FTSSubmitOperator(BaseOperator):
     def _chunks(self) -> list[Chunk]:
         """Validate the rendered input; group by job parameters, then split by size."""
         if not isinstance(self.max_files_per_job, int) or self.max_files_per_job < 1:
-            raise FTSValidationError("max_files_per_job", "must be a positive integer.")
+            raise FTSValidationError(
+                "max_files_per_job",
+                f"{self.max_files_per_job!r} is not a positive integer.",
+                "Use e.g. 200 (the default).",
+            )
         if not isinstance(self.job_params or {}, dict):
-            raise FTSValidationError("job_params", "must be a dict of FTS job parameters.")
+            raise FTSValidationError(
+                "job_params",
+                f"is a {type(self.job_params).__name__}, not a dict of FTS job parameters.",
+                'Pass e.g. {"verify_checksum": "both", "retry": 3}.',
+            )
         base = dict(self.job_params or {})
         transfers = self.transfers
         if isinstance(transfers, (dict, str)) or not isinstance(transfers, Sequence):
-            raise FTSValidationError("transfers", "must be a list of transfers.")
+            raise FTSValidationError(
+                "transfers",
+                f"is a {type(transfers).__name__}, not a list of transfers.",
+                "Pass a list of (source, destination) pairs or dicts, even for one transfer.",
+            )
         groups: dict[str, tuple[dict, list[Transfer]]] = {}
         for index, item in enumerate(transfers):
             params = base

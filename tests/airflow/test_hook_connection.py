@@ -166,3 +166,23 @@ def test_inline_key_and_passphrase_are_masked(connection):
     assert settings.credential.kind == "pem"
     assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in redact(f"loaded {key}")
     assert "open sesame" not in redact("passphrase is open sesame")
+
+
+def test_timeout_extra_reaches_the_client(connection, fts_pki):
+    hook = connection(
+        host="fts.example.org",
+        extra={"x509_proxy": str(fts_pki.voms_proxy_path), "ca_path": str(fts_pki.ca_dir),
+               "timeout_seconds": "5"},
+    )  # fmt: skip
+
+    assert hook.get_client().transport.timeout == (5.0, 5.0)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3", "nan"])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(connection, value: str) -> None:
+    hook = connection(host="fts.example.org", extra={"timeout_seconds": value})
+
+    with pytest.raises(FTSValidationError, match="timeout_seconds") as raised:
+        hook.settings  # noqa: B018
+
+    assert "Fix:" in str(raised.value)

@@ -251,13 +251,29 @@ def test_lost_answer_with_standard_ids_is_reported_as_ambiguous(make_client, fts
     assert fts_emulator.requests["POST /jobs"] == 1
 
 
-def test_post_is_never_retried_blindly_on_503(make_client, fts_emulator) -> None:
+def test_submit_answered_503_is_looked_up_before_it_is_sent_again(
+    make_client, fts_emulator
+) -> None:
+    client = make_client()
+    client.delegate()
+    before = fts_emulator.store.job_count()
+    fts_emulator.faults.html_503(count=1, route="POST /jobs")
+
+    job_id = client.submit(transfers())
+
+    assert fts_emulator.store.job_count() == before + 1
+    assert fts_emulator.requests["GET /jobs/{id}"] == 1  # the lookup came first
+    assert fts_emulator.requests["POST /jobs"] == 2
+    assert client.get_job(job_id)["job_id"] == job_id
+
+
+def test_post_with_standard_ids_is_never_retried_on_503(make_client, fts_emulator) -> None:
     client = make_client()
     client.delegate()
     fts_emulator.faults.html_503(count=1, route="POST /jobs")
 
     with pytest.raises(TryAgain, match="503"):
-        client.submit(transfers())
+        client.submit(transfers(), id_generator="standard")
 
     assert fts_emulator.requests["POST /jobs"] == 1
 
