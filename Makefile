@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test lint demo clean
+.PHONY: test lint demo bench bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ test: lint
 
 demo: $(BIN)/.installed
 	$(BIN)/python -m airflow_provider_fts.testing.demo
+
+# Benchmarks are run by hand, never by `make test` (results: benchmarks/README.md).
+bench: $(BIN)/.installed
+	benchmarks/run_all.sh
+
+bench-quick: $(BIN)/.installed
+	benchmarks/run_all.sh --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -13,9 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
+
+from cryptography.hazmat.primitives import hashes
 
 from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.client.delegation import (
@@ -42,6 +45,8 @@ __all__ = ["DEFAULT_PORT", "MAX_IDS_PER_REQUEST", "FTSClient", "normalise_endpoi
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8446
+#: What FTS answers a delegation that lost a race with another one for the same id.
+_DELEGATION_RACE = ("does not match the stored", "No credential cache found")
 MAX_IDS_PER_REQUEST = 100
 MAX_LIST_LIMIT = 500
 _LIST_FILTERS = frozenset(
@@ -57,6 +62,33 @@ _LIST_FILTERS = frozenset(
         "fields",
     }
 )
+
+
+@dataclass
+class _DelegationMemo:
+    """What this process knows of one delegation (endpoint + credential)."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    expires: datetime | None = None
+    checked_at: float | None = None
+
+    _registry: ClassVar[dict[str, _DelegationMemo]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def shared(cls, endpoint: str, credentials: Credentials) -> _DelegationMemo:
+        if not credentials.chain:  # tokens are not delegated
+            return cls()
+        identity = credentials.chain[0].fingerprint(hashes.SHA256()).hex()
+        with cls._registry_lock:
+            return cls._registry.setdefault(f"{endpoint}|{identity}", cls())
+
+    def remember(self, expires: datetime | None) -> None:
+        self.expires = expires
+        self.checked_at = time.monotonic()
+
+    def checked_within(self, seconds: float) -> bool:
+        return self.checked_at is not None and time.monotonic() - self.checked_at < seconds
 
 
 def normalise_endpoint(endpoint: str) -> str:
@@ -125,8 +157,7 @@ class FTSClient:
         )
         self._lock = threading.RLock()
         self._whoami: dict | None = None
-        self._delegation_expires: datetime | None = None
-        self._delegation_checked_at: float | None = None
+        self._delegation = _DelegationMemo.shared(self.endpoint, self.credentials)
 
     def __enter__(self) -> FTSClient:
         return self
@@ -191,33 +222,30 @@ class FTSClient:
         if self.uses_token:
             return ""
         self.credentials.check_usable("submit")
-        with self._lock:
+        with self._delegation.lock:
             current = self.get_delegation()
             expires = current["termination_time"] if current else None
             if force or self._worth_renewing(expires):
                 expires = self._put_proxy(lifetime or self.policy.lifetime)
-            self._remember_delegation(expires)
+            self._delegation.remember(expires)
             return self.delegation_id
 
     def ensure_delegation(self) -> None:
         """Delegate if needed, asking the server at most once per check interval."""
         if self.uses_token:
             return
-        with self._lock:
-            checked = self._delegation_checked_at
-            fresh = (
-                checked is not None and time.monotonic() - checked < self.delegation_check_interval
-            )
-            if fresh and not self._worth_renewing(self._delegation_expires):
+        # Clients of one process with the same credential share what they know, so
+        # concurrent first submits cost one delegation, not one each.
+        with self._delegation.lock:
+            memo = self._delegation
+            if memo.checked_within(self.delegation_check_interval) and not self._worth_renewing(
+                memo.expires
+            ):
                 return
             self.delegate()
 
     def _worth_renewing(self, expires: datetime | None) -> bool:
         return self.policy.needs_renewal(expires, credential_not_after=self.credentials.not_after)
-
-    def _remember_delegation(self, expires: datetime | None) -> None:
-        self._delegation_expires = expires
-        self._delegation_checked_at = time.monotonic()
 
     def _put_proxy(self, lifetime: timedelta) -> datetime:
         path = f"/delegation/{self.delegation_id}"
@@ -228,9 +256,13 @@ class FTSClient:
                 self.transport.request("PUT", f"{path}/credential", data=chain)
                 break
             except BadRequest as exc:
-                # Two delegations racing for the first CSR: the server kept the other key.
-                if attempt or "does not match the stored" not in exc.message:
+                # Another process delegated at the same moment and the server replaced or
+                # dropped the key of our request: its delegation may serve us as well.
+                if attempt or not any(text in exc.message for text in _DELEGATION_RACE):
                     raise
+                current = self.get_delegation()
+                if current and not self._worth_renewing(current["termination_time"]):
+                    return current["termination_time"]
         log.info("Delegated a proxy to %s (id %s)", self.endpoint, self.delegation_id)
         delegation = self.get_delegation()
         if delegation is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from airflow_provider_fts.client.errors import (
 )
 from airflow_provider_fts.client.states import JobState
 from airflow_provider_fts.testing import pki
+from airflow_provider_fts.testing.delegations import DelegationError
 
 DTEAM = pki.Voms("dteam", ["/dteam/Role=NULL/Capability=NULL"])
 MOCK = "mock://src.example.org/data/{name}?size=1024"
@@ -490,3 +492,37 @@ def _wait(client: FTSClient, job_id: str, seconds: float = 20.0) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not end within {seconds}s")
+
+
+def test_clients_starting_together_delegate_once(make_client, fts_emulator) -> None:
+    clients = [make_client() for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        job_ids = list(pool.map(lambda c: c.submit(transfers()), clients))
+
+    assert len(set(job_ids)) == 10
+    assert delegation_requests(fts_emulator) == 1
+
+
+def test_delegation_that_lost_a_race_uses_the_winners(
+    make_client, fts_emulator, monkeypatch
+) -> None:
+    # Given another process whose delegation lands while ours is on its way
+    client = make_client()
+    store = fts_emulator.delegations
+    real_put = store.put_credential
+
+    def another_process_won(delegation_id: str, user_dn: str, body: bytes):
+        monkeypatch.setattr(store, "put_credential", real_put)
+        fts_emulator.delegate(delegation_id, user_dn, fqans=DTEAM.fqan_list())
+        raise DelegationError(400, "No credential cache found")
+
+    monkeypatch.setattr(store, "put_credential", another_process_won)
+
+    # When we delegate, our refused PUT is not an error: the winner's delegation serves
+    client.delegate()
+
+    assert delegation_requests(fts_emulator) == 1
+    assert fts_emulator.requests["GET /delegation/{dlg_id}/request"] == 1
+    left = client.get_delegation()["termination_time"] - datetime.now(UTC)
+    assert left > timedelta(hours=11)
