@@ -292,7 +292,7 @@ class FTSClient:
         lost on the way back, or a 502/503/504, is resolved by looking the job up and
         sending it again only when FTS does not hold it: never by a blind resubmit.
         A ``sid`` FTS already holds returns that job's id (409 is not a failure). A 419
-        leads to one re-delegation and one retry.
+        leads to one delegation check (and renewal) and one retry.
         """
         job_params.setdefault("id_generator", "deterministic")
         deterministic = job_params["id_generator"] == "deterministic"
@@ -307,8 +307,9 @@ class FTSClient:
         try:
             return self._post_job(document, expected)
         except NeedsDelegation:
+            # Ask the server (not our memory): another thread may have renewed it already.
             log.warning("FTS asked for a new delegation (419); delegating and submitting again")
-            self.delegate(force=True)
+            self.delegate()
             return self._post_job(document, expected)
 
     def _post_job(self, document: dict, expected: str | None) -> str:
