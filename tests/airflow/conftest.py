@@ -16,9 +16,12 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS)
 
-from airflow_provider_fts.testing.pytest_plugin import (  # noqa: E402, F401 - fixtures
-    fts_emulator,
-    fts_emulator_session,
-    fts_pki,
-    fts_storage,
-)
+import pytest  # noqa: E402
+
+from airflow_provider_fts.hooks.fts import FTSHook  # noqa: E402
+
+
+@pytest.fixture
+def hook(fts_connection: str) -> FTSHook:
+    """A hook on ``fts_default``, pointed at the emulator as its VOMS proxy user."""
+    return FTSHook()

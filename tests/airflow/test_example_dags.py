@@ -7,7 +7,6 @@ kwargs and run in-process, so the deferrable path is exercised for real.
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 import uuid
@@ -34,14 +33,7 @@ def airflow_db():
 
 
 @pytest.fixture
-def emulator_connection(fts_emulator, fts_pki, monkeypatch):
-    document = {
-        "conn_type": "fts",
-        "host": fts_emulator.host,
-        "port": fts_emulator.port,
-        "extra": {"x509_proxy": str(fts_pki.voms_proxy_path), "ca_path": str(fts_pki.ca_dir)},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FTS_DEFAULT", json.dumps(document))
+def emulator_connection(fts_connection, monkeypatch):
     monkeypatch.setenv("FTS_EXAMPLE_POLL_SECONDS", "0.2")
     monkeypatch.setenv("FTS_EXAMPLE_RETRY_DELAY_SECONDS", "0")
 

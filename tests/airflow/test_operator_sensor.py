@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -10,7 +9,6 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_fts.client.errors import FTSValidationError, NotFound
-from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
 
@@ -32,18 +30,6 @@ class TaskTry:
 
     def xcom_push(self, key, value):
         self.xcoms[key] = value
-
-
-@pytest.fixture
-def hook(fts_emulator, fts_pki, monkeypatch) -> FTSHook:
-    document = {
-        "conn_type": "fts",
-        "host": fts_emulator.host,
-        "port": fts_emulator.port,
-        "extra": {"x509_proxy": str(fts_pki.voms_proxy_path), "ca_path": str(fts_pki.ca_dir)},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FTS_DEFAULT", json.dumps(document))
-    return FTSHook()
 
 
 def run_try(operator: FTSSubmitOperator, try_number: int, run_id: str) -> tuple:

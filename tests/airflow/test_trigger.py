@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-
-import pytest
 
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
@@ -14,18 +11,6 @@ from airflow_provider_fts.triggers.fts import FTSJobTrigger
 SLOW = "mock://dst.example/slow-{n}"
 STAGED = "mock://src.example/f?staging_time=120"  # unfinished, yet holds no slot
 STAGING = {"bring_online": 600}
-
-
-@pytest.fixture
-def hook(fts_emulator, fts_pki, monkeypatch) -> FTSHook:
-    document = {
-        "conn_type": "fts",
-        "host": fts_emulator.host,
-        "port": fts_emulator.port,
-        "extra": {"x509_proxy": str(fts_pki.voms_proxy_path), "ca_path": str(fts_pki.ca_dir)},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FTS_DEFAULT", json.dumps(document))
-    return FTSHook()
 
 
 def wait_finished(hook: FTSHook, job_id: str) -> None:
