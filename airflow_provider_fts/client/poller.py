@@ -33,6 +33,7 @@ from airflow_provider_fts.client.errors import (
     is_job_error_entry,
 )
 from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
+from airflow_provider_fts.client.transport import default_user_agent
 
 if TYPE_CHECKING:
     import ssl
@@ -226,7 +227,8 @@ class JobPoller:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            headers = {"Accept": "application/json", "User-Agent": "airflow-provider-fts-poller"}
+            agent = default_user_agent(f"httpx/{httpx.__version__}")
+            headers = {"Accept": "application/json", "User-Agent": agent}
             if self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
             self._http = httpx.AsyncClient(

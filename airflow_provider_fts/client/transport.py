@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 _RETRY_STATUSES = frozenset({502, 503, 504})
 
 
-def default_user_agent() -> str:
+def default_user_agent(http_library: str = f"python-requests/{requests.__version__}") -> str:
     # Deliberately not "fts-<x>/<n.m>": the server changes some answers for its own clients.
-    return f"airflow-provider-fts/{__version__} python-requests/{requests.__version__}"
+    return f"airflow-provider-fts/{__version__} {http_library}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ kwargs and run in-process, so the deferrable path is exercised for real.
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import uuid
@@ -16,7 +17,7 @@ import pytest
 
 from tests.airflow.conftest import EXAMPLE_DAGS
 
-POLLER_AGENT = "airflow-provider-fts-poller"
+POLLER_AGENT = re.compile(r"airflow-provider-fts/\S+ httpx/")
 
 
 def load_dag(name: str):
@@ -45,7 +46,7 @@ def trigger_polls(fts_emulator):
 
     def from_poller(request) -> bool:
         agents = [v for k, v in request.headers.items() if k.lower() == "user-agent"]
-        return agents == [POLLER_AGENT]
+        return len(agents) == 1 and POLLER_AGENT.match(agents[0]) is not None
 
     return fts_emulator.faults.slow(0, count=None, route="GET /jobs/{id}", when=from_poller)
 
