@@ -91,32 +91,34 @@ class _DelegationMemo:
         return self.checked_at is not None and time.monotonic() - self.checked_at < seconds
 
 
-def normalise_endpoint(endpoint: str) -> str:
-    """``host``, ``host:port`` or ``https://host[:port]`` -> ``https://host:port``."""
+def normalise_endpoint(endpoint: str, *, port: int | None = None, field: str = "endpoint") -> str:
+    """``host``, ``host:port`` or ``https://host[:port]`` -> ``https://host:port``.
+
+    ``port`` applies when the endpoint names none; ``field`` is the name errors give
+    the endpoint (a connection calls it ``host``).
+    """
     text = (endpoint or "").strip().rstrip("/")
     if not text:
         raise FTSValidationError(
-            "endpoint",
-            "is empty.",
-            "Give the FTS REST endpoint, e.g. https://fts3.example.org:8446.",
+            field, "is empty.", "Give the FTS REST endpoint, e.g. https://fts3.example.org:8446."
         )
     if "://" not in text:
         text = "https://" + text
     parts = urlsplit(text)
     if parts.scheme != "https" or not parts.hostname:
         raise FTSValidationError(
-            "endpoint",
+            field,
             f"{endpoint!r} is not an https URL of an FTS REST server.",
             "Use https://<host>:8446 (FTS REST speaks HTTPS only).",
         )
     if parts.path not in ("", "/"):
         raise FTSValidationError(
-            "endpoint",
+            field,
             f"{endpoint!r} has a path ({parts.path}).",
             "Give only the scheme, host and port, e.g. https://fts3.example.org:8446.",
         )
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}:{parts.port or DEFAULT_PORT}"
+    return f"https://{host}:{parts.port or port or DEFAULT_PORT}"
 
 
 class FTSClient:

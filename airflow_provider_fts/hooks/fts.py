@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from airflow_provider_fts.client.credentials import Credentials, Trust
     from airflow_provider_fts.client.poller import JobPoller
 
-DEFAULT_PORT = 8446
 DEFAULT_DELEGATION_LIFETIME = timedelta(hours=12)
 DEFAULT_RENEW_BELOW = timedelta(hours=6)
 # FTS refuses a submission when the delegated proxy has under one hour left (REFERENCE 3).
@@ -189,22 +187,11 @@ def _reject_misspelled_keys(extra: Mapping[str, Any]) -> None:
 
 def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
     """``https://host:port`` and the bare host name, from a host with or without a scheme."""
-    if not host:
-        raise FTSValidationError(
-            "host", "is empty.", "Set the FTS REST host, e.g. fts3-pilot.cern.ch (port 8446)."
-        )
-    parts = urlsplit(host.strip() if "://" in host else f"https://{host.strip()}")
-    if parts.scheme != "https":
-        raise FTSValidationError(
-            "host", f"uses {parts.scheme}://; FTS REST is served over https only.", "Use https://."
-        )
-    if not parts.hostname or parts.path not in ("", "/"):
-        raise FTSValidationError(
-            "host", f"{host!r} is not a host name.", "Use e.g. fts3-pilot.cern.ch, no path."
-        )
-    port = port or parts.port or DEFAULT_PORT  # Airflow 3.3.1 gives 0 for an empty port
-    hostname = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    return f"https://{hostname}:{port}", hostname
+    from airflow_provider_fts.client.client import normalise_endpoint
+
+    # Airflow 3.3.1 gives 0 for an empty port.
+    endpoint = normalise_endpoint(host or "", port=port or None, field="host")
+    return endpoint, endpoint.removeprefix("https://").rsplit(":", 1)[0]
 
 
 def _credential_source(password: str | None, extra: Mapping[str, Any]) -> CredentialSource:
