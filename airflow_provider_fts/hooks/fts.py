@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials, Trust
     from airflow_provider_fts.client.poller import JobPoller
+    from airflow_provider_fts.client.submission import Transfer
 
 DEFAULT_DELEGATION_LIFETIME = timedelta(hours=12)
 DEFAULT_RENEW_BELOW = timedelta(hours=6)
@@ -317,6 +318,11 @@ def _is_not_found(entry: dict) -> bool:
     return is_job_error_entry(entry) and isinstance(error_from_job_entry(entry), NotFound)
 
 
+def _without_query(url: str) -> str:
+    """The URL as a dataset name: query strings carry tokens and copy options, not identity."""
+    return url.split("?", 1)[0]
+
+
 def _mtime(path: str) -> float | None:
     try:
         return os.stat(path).st_mtime
@@ -427,8 +433,27 @@ class FTSHook(BaseHook):
         return self.get_client().delegate(lifetime=lifetime, force=force)
 
     def submit_job(self, transfers: Iterable[Any], **job_params: Any) -> str:
-        """Submit one job; with ``sid=`` the id is deterministic and a resubmission is harmless."""
-        return self.get_client().submit(transfers, **job_params)
+        """Submit one job; with ``sid=`` the id is deterministic and a resubmission is harmless.
+
+        Sources and destinations are reported to Airflow's hook-level lineage (read by
+        OpenLineage when it is installed; a no-op otherwise).
+        """
+        from airflow_provider_fts.client.submission import Transfer
+
+        planned = [Transfer.coerce(transfer, index) for index, transfer in enumerate(transfers)]
+        job_id = self.get_client().submit(planned, **job_params)
+        self._report_lineage(planned)
+        return job_id
+
+    def _report_lineage(self, transfers: Sequence[Transfer]) -> None:
+        from airflow.sdk.lineage import MAX_COLLECTED_ASSETS, get_hook_lineage_collector
+
+        collector = get_hook_lineage_collector()
+        for transfer in transfers[:MAX_COLLECTED_ASSETS]:  # the collector keeps no more
+            for source in transfer.sources:
+                collector.add_input_asset(context=self, uri=_without_query(source))
+            for destination in transfer.destinations:
+                collector.add_output_asset(context=self, uri=_without_query(destination))
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""

@@ -221,3 +221,31 @@ def test_purged_job_is_found_in_the_archive(hook, fts_emulator):
     with pytest.raises(NotFound):
         hook.get_job(job_id)
     assert hook.get_archived_job(job_id)["job_id"] == job_id
+
+
+def test_submitted_transfers_are_reported_to_hook_lineage(hook, monkeypatch):
+    # Given the collector Airflow activates when a lineage reader (OpenLineage) is installed
+    from airflow.sdk import lineage
+
+    collector = lineage.HookLineageCollector()
+    monkeypatch.setattr(lineage, "get_hook_lineage_collector", lambda: collector)
+
+    # When a job and a multiple-replica job are submitted
+    hook.submit_job([("mock://src.example/data/a?size=10", "mock://dst.example/data/a")])
+    hook.submit_job(
+        [{"sources": ["mock://src.example/data/b", "mock://alt.example/data/b"],
+          "destinations": ["mock://dst.example/data/b"]}]
+    )  # fmt: skip
+
+    # Then every source is an input and every destination an output, without query strings
+    collected = collector.collected_assets
+    assert {i.asset.uri for i in collected.inputs} == {
+        "mock://src.example/data/a",
+        "mock://src.example/data/b",
+        "mock://alt.example/data/b",
+    }
+    assert {o.asset.uri for o in collected.outputs} == {
+        "mock://dst.example/data/a",
+        "mock://dst.example/data/b",
+    }
+    assert all(i.context is hook for i in collected.inputs + collected.outputs)
