@@ -13,26 +13,9 @@ import pytest
 
 from airflow_provider_fts.testing.engine import Engine, is_recoverable
 from airflow_provider_fts.testing.jobs import FILES_FAILED, Identity, JobStore
+from tests.emulator.conftest import Clock
 
 DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> JobStore:
-    return JobStore(clock=clock)
 
 
 @pytest.fixture

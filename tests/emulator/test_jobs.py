@@ -45,24 +45,6 @@ def assert_same_shape(ours: dict, theirs: dict) -> None:
             assert shape(ours[key]) == shape(value) or isinstance(value, dict), key
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> JobStore:
-    return JobStore(clock=clock)
-
-
 @pytest.fixture
 def user() -> Identity:
     return Identity(DN, [DN, DN + "/CN=1"], ["/dteam/Role=NULL"], ["dteam"], "bcdfd509cdf58d9e",
