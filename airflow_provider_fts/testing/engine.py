@@ -277,9 +277,9 @@ class Engine:
         code = _int(_query(row["source_surl"]), "staging_errno")
         if code:
             self._fail(run, Failure.of("SOURCE", code), now)
-        elif row["source_surl"] == row["dest_surl"]:
-            row.update(file_state=FileState.FINISHED.value, finish_time=iso(now), reason="")
-            row["recoverable"] = False
+        elif row["source_surl"] == row["dest_surl"]:  # staging only: nothing to copy
+            row.update(reason="", recoverable=False)
+            self._finish(run, now)
         else:
             row["file_state"] = FileState.SUBMITTED.value
 
