@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,16 @@ def pki_proxy(pki_user: pki.Credential) -> pki.Credential:
 def pki_voms_proxy(pki_user: pki.Credential) -> pki.Credential:
     """An RFC 3820 proxy with VOMS attributes for ``dteam``."""
     return pki_user.make_proxy(voms=DTEAM)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The Airflow metadata DB that ``dag.test()`` records runs, XComs and templates in.
+
+    Its AIRFLOW_HOME is the one ``tests/airflow/conftest.py`` sets before Airflow loads.
+    """
+    airflow_cli = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow_cli), "db", "migrate"], check=True, capture_output=True)
 
 
 pytest_plugins = ["airflow_provider_fts.testing.pytest_plugin"]

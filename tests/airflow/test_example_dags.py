@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -25,12 +22,6 @@ def load_dag(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return next(v for v in vars(module).values() if type(v).__name__ == "DAG")
-
-
-@pytest.fixture(scope="session")
-def airflow_db():
-    airflow_cli = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow_cli), "db", "migrate"], check=True, capture_output=True)
 
 
 @pytest.fixture

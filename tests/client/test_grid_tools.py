@@ -40,6 +40,11 @@ def grid_user(fts_pki, tmp_path: Path):
     return user, cert, key
 
 
+def client_for(emulator, test_pki, proxy: Path) -> FTSClient:
+    trust = Trust(ca_path=str(test_pki.ca_dir))
+    return FTSClient(emulator.url, Credentials.from_proxy_file(proxy), trust=trust)
+
+
 def submit_and_wait(client: FTSClient) -> dict:
     job_id = client.submit([("mock://a.example/f?size=10", "mock://b.example/f")])
     for _ in range(400):
@@ -57,11 +62,7 @@ def test_grid_proxy_init_proxy_submits_a_job(fts_emulator, fts_pki, grid_user, t
         [tool("grid-proxy-init"), "-rfc", "-cert", cert, "-key", key, "-out", proxy], fts_pki.ca_dir
     )
 
-    with FTSClient(
-        fts_emulator.url,
-        Credentials.from_proxy_file(proxy),
-        trust=Trust(ca_path=str(fts_pki.ca_dir)),
-    ) as client:
+    with client_for(fts_emulator, fts_pki, proxy) as client:
         who = client.whoami()
         job = submit_and_wait(client)
 
@@ -83,11 +84,7 @@ def test_voms_proxy_fake_proxy_submits_in_its_vo(
         fts_pki.ca_dir,
     )  # fmt: skip
 
-    with FTSClient(
-        fts_emulator.url,
-        Credentials.from_proxy_file(proxy),
-        trust=Trust(ca_path=str(fts_pki.ca_dir)),
-    ) as client:
+    with client_for(fts_emulator, fts_pki, proxy) as client:
         who = client.whoami()
         job = submit_and_wait(client)
 
@@ -101,11 +98,7 @@ def test_voms_proxy_fake_proxy_submits_in_its_vo(
 def test_the_delegated_proxy_verifies_with_openssl(fts_emulator, fts_pki, tmp_path) -> None:
     openssl = tool("openssl")
     proxy_file = fts_pki.voms_proxy.write_proxy(tmp_path / "x509up")
-    with FTSClient(
-        fts_emulator.url,
-        Credentials.from_proxy_file(proxy_file),
-        trust=Trust(ca_path=str(fts_pki.ca_dir)),
-    ) as client:
+    with client_for(fts_emulator, fts_pki, proxy_file) as client:
         delegation_id = client.delegate(force=True)
 
     stored = fts_emulator.delegations.get(delegation_id).proxy_pem  # what FTS would use

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -36,13 +33,6 @@ class TaskTry:
         self.xcoms[key] = value
 
 
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """The Airflow metadata DB that ``dag.test()`` records runs, XComs and templates in."""
-    airflow_cli = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow_cli), "db", "migrate"], check=True, capture_output=True)
-
-
 @pytest.fixture
 def connect(fts_emulator, fts_pki, monkeypatch):
     """Point ``fts_default`` at the emulator with the given extras (default: the VOMS proxy)."""
@@ -51,14 +41,8 @@ def connect(fts_emulator, fts_pki, monkeypatch):
         extra = {"ca_path": str(fts_pki.ca_dir), **extra}
         if password is None and not any(k.startswith("x509_") for k in extra):
             extra["x509_proxy"] = str(fts_pki.voms_proxy_path)
-        document = {
-            "conn_type": "fts",
-            "host": fts_emulator.host,
-            "port": fts_emulator.port,
-            "extra": extra,
-        }
-        if password is not None:
-            document["password"] = password
+        document = json.loads(fts_emulator.connection_json(token=password))
+        document["extra"] = extra  # any extras, also inline PEMs the helper does not take
         value = json.dumps(document)
         monkeypatch.setenv("AIRFLOW_CONN_FTS_DEFAULT", value)
         return value
