@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_fts.testing.jobs import JobStore
+from airflow_provider_fts.testing.store import JobStore
 
 
 class Clock:

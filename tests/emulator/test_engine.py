@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_fts.testing.engine import Engine, is_recoverable
-from airflow_provider_fts.testing.jobs import FILES_FAILED, Identity, JobStore
+from airflow_provider_fts.testing.copies import is_recoverable
+from airflow_provider_fts.testing.engine import Engine
+from airflow_provider_fts.testing.identity import Identity
+from airflow_provider_fts.testing.records import FILES_FAILED
+from airflow_provider_fts.testing.store import JobStore
 from tests.emulator.conftest import Clock
 
 DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"

@@ -7,15 +7,10 @@ import uuid
 
 import pytest
 
-from airflow_provider_fts.testing.jobs import (
-    BASE_ID,
-    FILES_FAILED,
-    HTTPError,
-    Identity,
-    JobStore,
-    derive_job_state,
-    iso,
-)
+from airflow_provider_fts.client.submission import BASE_ID
+from airflow_provider_fts.testing.identity import Identity
+from airflow_provider_fts.testing.records import FILES_FAILED, HTTPError, derive_job_state, iso
+from airflow_provider_fts.testing.store import JobStore
 from tests.recorded import RECORDED
 
 DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"
@@ -275,6 +270,18 @@ def test_other_vo_jobs_are_forbidden_per_entry(store, user, stranger):
 
     assert status == 403
     assert entry["http_message"] == f'Not enough permissions to check the job "{job_id}"'
+
+
+def test_root_reaches_jobs_of_every_vo(store, user):
+    job_id = submit(store, user)
+    host_dn = "/DC=org/DC=example/CN=localhost"
+    root = Identity(host_dn, [host_dn], [], ["5a2b0c1d9e8f7a6b"], "5a2b0c1d9e8f7a6b",
+                    "certificate", is_root=True)  # fmt: skip
+    plain = Identity(host_dn, [host_dn], [], ["5a2b0c1d9e8f7a6b"], "5a2b0c1d9e8f7a6b",
+                     "certificate")  # fmt: skip
+
+    assert job(store, root, job_id)["job_id"] == job_id
+    assert store.get_jobs([job_id], plain, None, multi=False)[0] == 403
 
 
 def test_own_dn_jobs_of_another_vo_are_visible(store, user):
