@@ -8,7 +8,6 @@ from airflow_provider_fts.testing.identity import Identity
 from airflow_provider_fts.testing.records import FILES_FAILED, HTTPError, derive_job_state, iso
 from tests.emulator.conftest import DN, job, recorded, submit, transfer
 
-
 # -- reading ------------------------------------------------------------------------------
 
 
