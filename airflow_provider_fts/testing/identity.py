@@ -7,8 +7,9 @@ delegation id is the first 16 hex digits of SHA-1(user DN + FQANs). The same
 :class:`Identity` answers ``/whoami`` and decides job access, so the two cannot disagree.
 
 Root is the caller presenting the host certificate's DN. Root is granted every level: its
-``/whoami`` says so, it may call the root-only endpoints and it reads and changes any job,
-like a token user (a real FTS server grants token users "all" for every operation).
+``/whoami`` says so, it may read ``/status/hosts`` and it reads and changes any job, like a
+token user (a real FTS server grants token users "all" for every operation). The admin
+endpoints (``/config``, ``/ban``, cancelling all jobs) are not emulated: they refuse everyone.
 """
 
 from __future__ import annotations

@@ -46,7 +46,15 @@ __all__ = ["JobStore"]
 
 
 class JobStore:
-    """All jobs of the emulator, with the REST server's semantics for every operation."""
+    """All jobs of the emulator, with the REST server's semantics for every operation.
+
+    :param clock: epoch seconds now (tests pass a clock they move by hand).
+    :param job_metadata_limit: the server's size limit of ``job_metadata`` (JSON characters).
+    :param file_metadata_limit: the same for each file's ``metadata``.
+    :param staging_metadata_limit: the same for ``staging_metadata``.
+    :param archive_metadata_limit: the same for ``archive_metadata``.
+    :param base_id: namespace of deterministic job ids (the server's, as the client's).
+    """
 
     def __init__(
         self,
