@@ -19,7 +19,7 @@ test: lint
 	$(BIN)/pytest
 
 demo: $(BIN)/.installed
-	$(BIN)/python -m airflow_provider_fts.testing.demo
+	$(BIN)/python scripts/demo.py
 
 # Benchmarks are run by hand, never by `make test` (results: benchmarks/README.md).
 bench: $(BIN)/.installed

@@ -162,7 +162,7 @@ def build_proxy(
     serial: int | None = None,
     extra_extensions: Iterable[x509.ExtensionType] = (),
 ) -> x509.Certificate:
-    """An RFC 3820 proxy of ``issuer_cert`` for ``public_key`` (REFERENCE §4.3 recipe).
+    """An RFC 3820 proxy of ``issuer_cert`` for ``public_key``, as grid tools and FTS make one.
 
     The subject reuses the issuer's RDNs as they are (keeping their string encodings, so
     servers comparing names byte-wise accept it) plus ``CN=<serial>``.

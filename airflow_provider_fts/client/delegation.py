@@ -1,4 +1,4 @@
-"""Client side of FTS proxy delegation (REFERENCE §4): sign the server's request, read expiry.
+"""Client side of FTS proxy delegation: sign the server's request, read the expiry.
 
 FTS acts for the user with a proxy it holds itself: the server makes a key pair and sends
 a certificate request (CSR); we sign it with our credential as an RFC 3820 proxy and PUT

@@ -1,6 +1,6 @@
 """Server side of FTS proxy delegation: CSR cache, proxy checks, stored credentials.
 
-Behaves like ``controllers/delegation.py`` of fts-rest-flask (REFERENCE section 4): the
+Behaves like ``controllers/delegation.py`` of fts-rest-flask 3.13: the
 CSR (subject ``O=Dummy``) is cached per delegation id until a PUT succeeds, the PUT body
 is checked in the server's order with its exact messages, and the stored credential
 terminates at the earliest ``notAfter`` of the PUT chain.
@@ -19,19 +19,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["Delegation", "DelegationError", "DelegationStore", "subject_text"]
+from airflow_provider_fts.testing.records import HTTPError
+
+__all__ = ["Delegation", "DelegationStore", "subject_text"]
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s.+?-----END CERTIFICATE-----", re.DOTALL)
 _MIN_LIFETIME = timedelta(hours=1)
-
-
-class DelegationError(Exception):
-    """A delegation request the real server refuses; ``status`` is the HTTP code."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -91,15 +84,15 @@ class DelegationStore:
         return pending.csr_pem
 
     def put_credential(self, delegation_id: str, user_dn: str, body: bytes) -> Delegation:
-        """Check and store a signed proxy chain (REFERENCE 4.5)."""
+        """Check and store a signed proxy chain, in the server's order and with its messages."""
         with self._lock:
             pending = self._pending.get(delegation_id)
         if pending is None or pending.user_dn != user_dn:
-            raise DelegationError(400, "No credential cache found")
+            raise HTTPError(400, "No credential cache found")
         try:
             chain = _validate_proxy(body, pending.key)
         except ValueError as problem:
-            raise DelegationError(400, f"Could not process the proxy: {problem}") from None
+            raise HTTPError(400, f"Could not process the proxy: {problem}") from None
         key_pem = pending.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
@@ -155,15 +148,15 @@ class DelegationStore:
         """Raise the 419 a real server gives a certificate user without a usable delegation."""
         delegation = self.get(delegation_id)
         if delegation is None or delegation.user_dn != user_dn:
-            raise DelegationError(419, f'No delegation found for "{user_dn}"')
+            raise HTTPError(419, f'No delegation found for "{user_dn}"')
         remaining = delegation.termination_time - self._now()
         if remaining <= timedelta(0):
             seconds = int(-remaining.total_seconds())
-            raise DelegationError(
+            raise HTTPError(
                 419, f"The delegated credentials expired {seconds} seconds ago ({delegation_id})"
             )
         if remaining < _MIN_LIFETIME:
-            raise DelegationError(
+            raise HTTPError(
                 419, f"The delegated credentials has less than one hour left ({delegation_id})"
             )
 

@@ -1,6 +1,6 @@
 """The emulator's transfer engine: what the FTS daemon and ``fts_url_copy`` would do.
 
-Each :meth:`Engine.step` is one scheduler pass over the :class:`~.jobs.JobStore`:
+Each :meth:`Engine.step` is one scheduler pass over the :class:`~.store.JobStore`:
 
 * queued jobs past ``max_time_in_queue`` are canceled;
 * due staging, transfers and archive polls complete (real byte copies for mapped storage,
@@ -8,30 +8,7 @@ Each :meth:`Engine.step` is one scheduler pass over the :class:`~.jobs.JobStore`
 * STAGING files start staging, SUBMITTED files start transferring (highest job priority
   first, at most ``concurrency`` at a time).
 
-``mock://`` URLs follow gfal2's mock plugin (``src/plugins/mock/README_PLUGIN_MOCK``),
-all optional query parameters:
-
-=================  ============  ====================================================
-parameter          on            effect
-=================  ============  ====================================================
-``size``           source        bytes reported as ``filesize`` (else ``filesize``)
-``errno``          source        the source stat fails with that errno (SOURCE)
-``errno``          destination   the destination stat fails (DESTINATION); ENOENT just
-                                 means "not there yet", as in the plugin's example
-``size_pre``       destination   > 0: the destination exists before the copy
-``time``           destination   transfer duration in seconds (float allowed)
-``transfer_errno`` destination   the copy fails with that errno (TRANSFER)
-``fail_attempts``  destination   emulator extension: ``transfer_errno`` applies only to
-                                 the first N attempts (to script "retry, then success")
-``checksum``       both          the checksum value the endpoint reports
-``staging_time``   source        bring-online duration in seconds
-``staging_errno``  source        bring-online fails with that errno
-``archiving_time`` destination   archive-poll duration in seconds
-``archiving_errno`` destination  archiving fails with that errno
-=================  ============  ====================================================
-
-URLs that are neither ``mock://`` nor mapped by ``storage`` behave like ``mock://``
-without parameters: they succeed after ``default_duration``.
+Each attempt is :func:`~.copies.copy_once` (real bytes or a scripted ``mock://`` outcome).
 
 Retries: ``retry`` > 0 allows that many, ``retry`` < 0 none, ``retry`` 0 the engine's
 ``default_retries`` (0 unless configured; the real default is a server setting);
@@ -43,75 +20,27 @@ the daemon's default without ``CancelUnusedMultihopFiles``).
 
 from __future__ import annotations
 
-import errno as errno_codes
-import hashlib
-import os
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 from airflow_provider_fts.client.states import FileState, JobState
+from airflow_provider_fts.testing.copies import (
+    Failure,
+    copy_once,
+    int_param,
+    seconds_param,
+    url_params,
+)
+from airflow_provider_fts.testing.records import FILE_ACTIVE_STATES, StoredJob, iso
+from airflow_provider_fts.testing.store import JobStore
 
-from .jobs import FILE_ACTIVE_STATES, JobStore, StoredJob, iso
-
-__all__ = ["Engine", "Failure", "is_recoverable"]
+__all__ = ["Engine"]
 
 QUEUE_EXPIRED = "Job has been canceled because it stayed in the queue for too long"
-DESTINATION_EXISTS = "Destination file exists and overwrite is not enabled"
-
-_RETRY_IMPLIED = (
-    "performance marker", "Name or service not known", "Connection timed out",
-    "end-of-file was reached", "end of file occurred", "SRM_INTERNAL_ERROR",
-    "was forcefully killed", "operation timeout",
-)  # fmt: skip
-_NO_RETRY_IMPLIED = (
-    "proxy expired", "File exists and overwrite", "No such file or directory",
-    "Permission denied", "File exists", "checksum do not match", "CHECKSUM MISMATCH",
-    "Destination file exists",
-)  # fmt: skip
-_FATAL_BY_SCOPE = {
-    "SOURCE": {"ENOENT", "EPERM", "EACCES", "EISDIR", "ENAMETOOLONG", "E2BIG", "ENOTDIR",
-               "EPROTONOSUPPORT"},
-    "DESTINATION": {"EPERM", "EACCES", "EISDIR", "ENAMETOOLONG", "E2BIG", "EPROTONOSUPPORT"},
-    "TRANSFER": {"ENOSPC", "EPERM", "EACCES", "EEXIST", "EFBIG", "EROFS", "ENAMETOOLONG",
-                 "EPROTONOSUPPORT"},
-}  # fmt: skip
-
-
-def is_recoverable(code: int, scope: str, message: str) -> bool:
-    """Whether ``fts_url_copy`` would let the daemon retry this error (its heuristics)."""
-    if any(text in message for text in _RETRY_IMPLIED) or code == errno_codes.ETIMEDOUT:
-        return True
-    if code == errno_codes.ECANCELED or any(text in message for text in _NO_RETRY_IMPLIED):
-        return False
-    name = errno_codes.errorcode.get(code, "")
-    return name not in _FATAL_BY_SCOPE.get(scope, _FATAL_BY_SCOPE["TRANSFER"])
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why one attempt failed; ``reason`` is the text FTS stores on the file."""
-
-    scope: str  # SOURCE | DESTINATION | TRANSFER
-    code: int
-    message: str
-
-    @classmethod
-    def of(cls, scope: str, code: int, message: str | None = None) -> Failure:
-        return cls(scope, code, message or os.strerror(code))
-
-    @property
-    def reason(self) -> str:
-        return f"{self.scope} [{self.code}] {self.message}"
-
-    @property
-    def recoverable(self) -> bool:
-        return is_recoverable(self.code, self.scope, self.message)
 
 
 @dataclass
@@ -216,14 +145,14 @@ class Engine:
         for job in self.store.live_jobs():
             for row in job.files:
                 if row["file_state"] == FileState.STAGING:
-                    params = _query(row["source_surl"])
+                    params = url_params(row["source_surl"])
                     row.update(
                         file_state=FileState.STARTED.value,
                         staging_start=iso(now),
                         staging_host=self.hostname,
                         bringonline_token="mock-token",
                     )
-                    due = now + _seconds(params, "staging_time", self.default_duration)
+                    due = now + seconds_param(params, "staging_time", self.default_duration)
                     self._runs[row["file_id"]] = _Run(job, row, "staging", now, due)
 
     def _start_transfers(self, now: float) -> None:
@@ -249,7 +178,7 @@ class Engine:
                 reason="",
                 log_file=f"/var/log/fts3/transfers/{job.job_id}/{row['file_id']}.log",
             )
-            duration = _seconds(_query(row["dest_surl"]), "time", self.default_duration)
+            duration = seconds_param(url_params(row["dest_surl"]), "time", self.default_duration)
             self._runs[row["file_id"]] = _Run(job, row, "transfer", now, now + duration)
 
     def _pid(self) -> int:
@@ -274,7 +203,7 @@ class Engine:
     def _complete_staging(self, run: _Run, now: float) -> None:
         row = run.file
         row["staging_finished"] = iso(now)
-        code = _int(_query(row["source_surl"]), "staging_errno")
+        code = int_param(url_params(row["source_surl"]), "staging_errno")
         if code:
             self._fail(run, Failure.of("SOURCE", code), now)
         elif row["source_surl"] == row["dest_surl"]:  # staging only: nothing to copy
@@ -299,7 +228,9 @@ class Engine:
         )
         if job.record["archive_timeout"] > 0:
             row.update(file_state=FileState.ARCHIVING.value, archive_start_time=iso(now))
-            due = now + _seconds(_query(row["dest_surl"]), "archiving_time", self.default_duration)
+            due = now + seconds_param(
+                url_params(row["dest_surl"]), "archiving_time", self.default_duration
+            )
             self._runs[row["file_id"]] = _Run(job, row, "archiving", now, due)
             return
         self._finish(run, now)
@@ -307,7 +238,7 @@ class Engine:
     def _complete_archiving(self, run: _Run, now: float) -> None:
         row = run.file
         row["archive_finish_time"] = iso(now)
-        code = _int(_query(row["dest_surl"]), "archiving_errno")
+        code = int_param(url_params(row["dest_surl"]), "archiving_errno")
         if code:
             self._fail(run, Failure.of("DESTINATION", code), now)
         else:
@@ -357,16 +288,15 @@ class Engine:
         retry = job.record["retry"]
         return retry if retry > 0 else self.default_retries if retry == 0 else 0
 
-    # -- the copy itself ----------------------------------------------------------------
+        # -- the copy itself ----------------------------------------------------------------
 
     def _copy(self, job: StoredJob, row: dict) -> int | Failure:
         """Bytes copied, or why the attempt failed."""
         source, destination = self._local(row["source_surl"]), self._local(row["dest_surl"])
-        overwrite = _may_overwrite(job.record["overwrite_flag"], row["retry"])
-        verify = job.record["verify_checksum"]
-        if source is not None and destination is not None:
-            return _copy_files(source, destination, row["checksum"], verify, overwrite)
-        return _mock_copy(row, verify, overwrite)
+        record = job.record
+        return copy_once(
+            source, destination, row, record["verify_checksum"], record["overwrite_flag"]
+        )
 
     def _local(self, url: str) -> Path | None:
         parsed = urlparse(url)
@@ -376,134 +306,3 @@ class Engine:
             return None
         path = (root / parsed.path.lstrip("/")).resolve()
         return path if path.is_relative_to(root.resolve()) else None
-
-
-def _may_overwrite(flag: str | None, retry: int) -> bool:
-    return flag == "Y" or (flag == "R" and retry > 0)
-
-
-def _mock_copy(row: dict, verify: str, overwrite: bool) -> int | Failure:
-    source, destination = _query(row["source_surl"]), _query(row["dest_surl"])
-    if code := _int(source, "errno"):
-        return Failure.of("SOURCE", code)
-    code = _int(destination, "errno")
-    if code and code != errno_codes.ENOENT:
-        return Failure.of("DESTINATION", code)
-    if _int(destination, "size_pre") > 0 and not overwrite:
-        return Failure.of("DESTINATION", errno_codes.EEXIST, DESTINATION_EXISTS)
-    user = _user_checksum(row["checksum"])
-    mismatch = _checksum_mismatch(verify, user, _value(source, "checksum"), None)
-    if mismatch:
-        return mismatch
-    code = _int(destination, "transfer_errno")
-    attempts = _int(destination, "fail_attempts")
-    if code and (not attempts or row["retry"] < attempts):
-        return Failure.of("TRANSFER", code)
-    source_value = _value(source, "checksum")
-    mismatch = _checksum_mismatch(verify, user, source_value, _value(destination, "checksum"))
-    if mismatch:
-        return mismatch
-    return _int(source, "size") or row["user_filesize"] or 0
-
-
-def _copy_files(
-    source: Path, destination: Path, checksum: str, verify: str, overwrite: bool
-) -> int | Failure:
-    if not source.is_file():
-        return Failure.of("SOURCE", errno_codes.ENOENT)
-    if destination.exists() and not overwrite:
-        return Failure.of("DESTINATION", errno_codes.EEXIST, DESTINATION_EXISTS)
-    algorithm = checksum.split(":", 1)[0].upper()
-    user = _user_checksum(checksum)
-    with source.open("rb") as stream:
-        source_value = _digest(stream, algorithm)
-    mismatch = _checksum_mismatch(verify, user, source_value, None)
-    if mismatch:
-        return mismatch
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    size = 0
-    with source.open("rb") as reader, destination.open("wb") as writer:
-        while chunk := reader.read(1 << 20):
-            writer.write(chunk)
-            size += len(chunk)
-    with destination.open("rb") as stream:
-        destination_value = _digest(stream, algorithm)
-    mismatch = _checksum_mismatch(verify, user, source_value, destination_value)
-    if mismatch:
-        destination.unlink()  # url-copy cleans up a bad copy
-        return mismatch
-    return size
-
-
-def _digest(stream: BinaryIO, algorithm: str) -> str:
-    if algorithm == "MD5":
-        md5 = hashlib.md5(usedforsecurity=False)
-        while chunk := stream.read(1 << 20):
-            md5.update(chunk)
-        return md5.hexdigest()
-    adler = 1
-    while chunk := stream.read(1 << 20):
-        adler = zlib.adler32(chunk, adler)
-    return f"{adler:08x}"
-
-
-def _checksum_mismatch(
-    verify: str, user: str | None, source: str | None, destination: str | None
-) -> Failure | None:
-    """Compare as ``fts_url_copy`` does for the job's mode letter; missing values pass.
-
-    With ``destination`` None only the pre-copy check (user vs source) runs.
-    """
-    if destination is None:
-        if verify in ("s", "b") and _differ(user, source):
-            return _mismatch("SOURCE", "User defined checksum and source checksum", user, source)
-        return None
-    if verify == "b" and _differ(source, destination):
-        return _mismatch("TRANSFER", "Source and destination checksums", source, destination)
-    if verify in ("t", "b") and _differ(user, destination):
-        return _mismatch(
-            "DESTINATION", "User defined checksum and destination checksum", user, destination
-        )
-    return None
-
-
-def _differ(first: str | None, second: str | None) -> bool:
-    return bool(first and second) and _normal(first) != _normal(second)  # type: ignore[arg-type]
-
-
-def _normal(value: str) -> str:
-    return value.lower().lstrip("0") or "0"
-
-
-def _mismatch(scope: str, what: str, first: str | None, second: str | None) -> Failure:
-    return Failure(
-        scope, errno_codes.EIO, f"CHECKSUM MISMATCH {what} do not match {first} != {second}"
-    )
-
-
-def _user_checksum(checksum: str | None) -> str | None:
-    if not checksum or ":" not in checksum:
-        return None
-    return checksum.split(":", 1)[1] or None
-
-
-def _query(url: str) -> dict[str, str]:
-    return {key: values[-1] for key, values in parse_qs(urlparse(url).query).items()}
-
-
-def _value(params: Mapping[str, str], name: str) -> str | None:
-    return params.get(name) or None
-
-
-def _int(params: Mapping[str, str], name: str) -> int:
-    try:
-        return int(params.get(name, 0))
-    except ValueError:
-        return 0
-
-
-def _seconds(params: Mapping[str, str], name: str, default: float) -> float:
-    try:
-        return max(float(params[name]), 0.0)
-    except (KeyError, ValueError):
-        return default

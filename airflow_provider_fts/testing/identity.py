@@ -1,9 +1,15 @@
-"""Who is calling: the identity FTS derives from a client certificate chain or a token.
+"""Who is calling: the one identity model of the emulator, from a certificate chain or a token.
 
-Mirrors mod_gridsite + ``fts3auth/credentials.py`` (REFERENCE section 1): ``user_dn`` is
-the end-entity DN even when a proxy is presented, ``dn`` lists it and every proxy DN, the
-VO comes from the VOMS FQANs or is the delegation id itself (a "virtual VO"), and the
-delegation id is the first 16 hex digits of SHA-1(user DN + FQANs).
+Mirrors mod_gridsite and fts-rest-flask's ``fts3auth`` credentials: ``user_dn`` is the
+end-entity DN even when a proxy is presented, ``dn`` lists it and every proxy DN, the VO
+comes from the VOMS FQANs or is the delegation id itself (a "virtual VO"), and the
+delegation id is the first 16 hex digits of SHA-1(user DN + FQANs). The same
+:class:`Identity` answers ``/whoami`` and decides job access, so the two cannot disagree.
+
+Root is the caller presenting the host certificate's DN. Root is granted every level: its
+``/whoami`` says so, it may read ``/status/hosts`` and it reads and changes any job, like a
+token user (a real FTS server grants token users "all" for every operation). The admin
+endpoints (``/config``, ``/ban``, cancelling all jobs) are not emulated: they refuse everyone.
 """
 
 from __future__ import annotations
@@ -18,29 +24,53 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from airflow_provider_fts.client.certs import dn_string, is_proxy
+from airflow_provider_fts.client.submission import BASE_ID
+from airflow_provider_fts.testing.records import HTTPError
 from airflow_provider_fts.testing.voms import read_voms
 
-__all__ = ["ANONYMOUS", "BASE_ID", "Caller", "caller_from_chain", "caller_from_token"]
+__all__ = [
+    "ANONYMOUS",
+    "Identity",
+    "authenticate",
+    "identity_from_chain",
+    "identity_from_token",
+]
 
-BASE_ID = uuid.UUID("01874efb-4735-4595-bc9c-591aef8240c9")
-
+_BASE_UUID = uuid.UUID(BASE_ID)
 _USER_LEVEL = {"transfer": "vo", "datamanagement": "all"}
 _ALL_LEVEL = {op: "all" for op in ("transfer", "deleg", "config", "admin", "datamanagement")}
+_BEARER = "Bearer "
 
 
 @dataclass(frozen=True)
-class Caller:
-    """The authenticated caller of one request (or one TLS connection)."""
+class Identity:
+    """The authenticated caller of one request (or one TLS connection).
+
+    :param user_dn: the end-entity DN, the token's ``sub`` or ``"anon"``.
+    :param dn: the DNs presented (end entity first, then each proxy).
+    :param voms_cred: the VOMS FQANs (certificates) in the order presented.
+    :param vos: the caller's VOs; the first one owns the jobs it submits.
+    :param delegation_id: the id of the caller's delegated credential (None: anonymous).
+    :param method: ``"certificate"``, ``"oauth2"`` or ``"unauthenticated"``.
+    :param is_root: the caller presented the host certificate.
+    :param chain: the certificates presented, leaf first (certificate callers).
+    :param scope: the token's scopes, space-separated (token callers).
+    """
 
     user_dn: str
-    dn: tuple[str, ...]
-    voms_cred: tuple[str, ...]
-    vos: tuple[str, ...]
+    dn: Sequence[str]
+    voms_cred: Sequence[str]
+    vos: Sequence[str]
     delegation_id: str | None
-    method: str  # "certificate", "oauth2" or "unauthenticated"
+    method: str
     is_root: bool = False
     chain: tuple[x509.Certificate, ...] = field(default=(), repr=False)
     scope: str = ""
+
+    def __post_init__(self) -> None:
+        # Tuples: an identity is shared by every request of a connection and never changes.
+        for name in ("dn", "voms_cred", "vos"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def is_anonymous(self) -> bool:
@@ -49,6 +79,27 @@ class Caller:
     @property
     def has_certificate(self) -> bool:
         return self.method == "certificate"
+
+    @property
+    def level(self) -> dict[str, str] | list:
+        """Granted levels under the default ``[roles]`` config (``[]`` for anonymous)."""
+        if self.is_anonymous:
+            return []
+        if self.is_root or self.method == "oauth2":
+            return dict(_ALL_LEVEL)
+        return dict(_USER_LEVEL)
+
+    @property
+    def transfer_level(self) -> str | None:
+        level = self.level
+        return level.get("transfer") if isinstance(level, dict) else None
+
+    def may_access(self, user_dn: str, vo_name: str) -> bool:
+        """Whether the caller may read or change a job of ``user_dn`` in ``vo_name``."""
+        level = self.transfer_level
+        if level == "all":
+            return True
+        return level == "vo" and (vo_name in self.vos or user_dn == self.user_dn)
 
     @property
     def key_bits(self) -> int:
@@ -67,12 +118,12 @@ class Caller:
         body = {
             "user_dn": self.user_dn,
             "dn": list(self.dn),
-            "base_id": str(BASE_ID),
+            "base_id": BASE_ID,
             "voms_cred": list(self.voms_cred),
             "vos": list(self.vos),
-            "vos_id": [str(uuid.uuid5(BASE_ID, vo)) for vo in self.vos],
+            "vos_id": [str(uuid.uuid5(_BASE_UUID, vo)) for vo in self.vos],
             "roles": _roles(self.voms_cred),
-            "level": self._level(),
+            "level": self.level,
             "delegation_id": self.delegation_id,
             "method": self.method,
             "is_root": self.is_root,
@@ -82,22 +133,34 @@ class Caller:
             body["wlcg_profile"] = True
         return body
 
-    def _level(self) -> dict | list:
-        if self.is_anonymous:
-            return []
-        if self.is_root or self.method == "oauth2":
-            return dict(_ALL_LEVEL)
-        return dict(_USER_LEVEL)
+
+ANONYMOUS = Identity("anon", ("anon",), (), (), None, "unauthenticated")
 
 
-ANONYMOUS = Caller("anon", ("anon",), (), (), None, "unauthenticated")
+def authenticate(
+    headers: Mapping[str, str], cert_identity: Identity, tokens: Mapping[str, Mapping[str, str]]
+) -> Identity:
+    """The caller of one request: a bearer token wins over the connection's certificate.
+
+    :param headers: the request headers.
+    :param cert_identity: the identity of the connection's client certificate chain.
+    :param tokens: the accepted bearer tokens and their claims.
+    :raises HTTPError: 403 for a token that is not accepted (the middleware's refusal).
+    """
+    authorization = headers.get("Authorization", "")
+    if not authorization.startswith(_BEARER):
+        return cert_identity
+    claims = tokens.get(authorization[len(_BEARER) :].strip())
+    if claims is None:
+        raise HTTPError(403, "Invalid credentials (the access token is not recognised)")
+    return identity_from_token(claims)
 
 
 def delegation_id_for(user_dn: str, fqans: Sequence[str]) -> str:
     return hashlib.sha1((user_dn + "".join(fqans)).encode()).hexdigest()[:16]
 
 
-def caller_from_chain(chain: Sequence[x509.Certificate], host_dn: str | None = None) -> Caller:
+def identity_from_chain(chain: Sequence[x509.Certificate], host_dn: str | None = None) -> Identity:
     """The identity of a verified client chain (leaf first; CA certificates are ignored)."""
     presented = [cert for cert in chain if not _is_ca(cert)]
     if not presented:
@@ -113,7 +176,7 @@ def caller_from_chain(chain: Sequence[x509.Certificate], host_dn: str | None = N
     user_dn = dn_string(eec.subject)
     fqans = _fqans(proxies)
     delegation_id = delegation_id_for(user_dn, fqans)
-    return Caller(
+    return Identity(
         user_dn=user_dn,
         dn=(user_dn, *(dn_string(p.subject) for p in reversed(proxies))),
         voms_cred=tuple(fqans),
@@ -125,11 +188,11 @@ def caller_from_chain(chain: Sequence[x509.Certificate], host_dn: str | None = N
     )
 
 
-def caller_from_token(claims: Mapping[str, str]) -> Caller:
+def identity_from_token(claims: Mapping[str, str]) -> Identity:
     """The identity of a bearer-token user (claims ``sub``, ``iss``, optional ``vo``, ``scope``)."""
     subject, issuer = claims["sub"], claims["iss"]
     vo = claims.get("vo") or urlsplit(issuer).hostname or issuer
-    return Caller(
+    return Identity(
         user_dn=subject,
         dn=(subject,),
         voms_cred=(),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 
 
 def test_demo_copies_the_files_intact_and_leaves_nothing_behind(tmp_path):
@@ -12,7 +15,7 @@ def test_demo_copies_the_files_intact_and_leaves_nothing_behind(tmp_path):
     env["TMPDIR"] = str(tmp_path)
 
     done = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_fts.testing.demo"],
+        [sys.executable, str(DEMO)],
         env=env,
         capture_output=True,
         text=True,

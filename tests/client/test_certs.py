@@ -10,13 +10,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from airflow_provider_fts.client.certs import dn_string, end_entity, is_proxy, name_from_dn
-from airflow_provider_fts.testing import pki
-from tests.conftest import USER_DN
+from airflow_provider_fts.testing.environment import USER_DN, FTSTestPKI
 
 
-def test_dn_keeps_the_encoded_order(pki_user: pki.Credential) -> None:
+def test_dn_keeps_the_encoded_order(fts_pki: FTSTestPKI) -> None:
     # cryptography's rfc4514_string() would print CN first; grid tools print DC first.
-    assert dn_string(pki_user.certificate.subject) == USER_DN
+    assert dn_string(fts_pki.user.certificate.subject) == USER_DN
 
 
 def test_dn_uses_openssl_short_names() -> None:
@@ -50,13 +49,13 @@ def test_a_dn_must_start_with_a_slash() -> None:
         name_from_dn("CN=Jane,DC=org")
 
 
-def test_rfc_proxies_are_proxies(pki_proxy: pki.Credential) -> None:
-    assert [is_proxy(cert) for cert in pki_proxy.chain] == [True, False]
+def test_rfc_proxies_are_proxies(fts_pki: FTSTestPKI) -> None:
+    assert [is_proxy(cert) for cert in fts_pki.plain_proxy.chain] == [True, False]
 
 
-def test_legacy_globus_proxies_are_proxies(pki_user: pki.Credential) -> None:
+def test_legacy_globus_proxies_are_proxies(fts_pki: FTSTestPKI) -> None:
     # Given a pre-RFC proxy: issuer's subject + CN=proxy, no proxyCertInfo
-    user = pki_user.certificate
+    user = fts_pki.user.certificate
     now = datetime.now(UTC)
     legacy = (
         x509.CertificateBuilder()
@@ -71,25 +70,25 @@ def test_legacy_globus_proxies_are_proxies(pki_user: pki.Credential) -> None:
                 ]
             )
         )
-        .public_key(pki_user.private_key.public_key())
+        .public_key(fts_pki.user.private_key.public_key())
         .serial_number(user.serial_number)
         .not_valid_before(now)
         .not_valid_after(now + timedelta(hours=1))
-        .sign(pki_user.private_key, hashes.SHA256())
+        .sign(fts_pki.user.private_key, hashes.SHA256())
     )
 
     assert is_proxy(legacy)
 
 
-def test_a_user_named_proxy_is_not_a_proxy(pki_ca: pki.CA) -> None:
-    robot = pki_ca.issue_user_cert("/DC=org/DC=example/CN=proxy")
+def test_a_user_named_proxy_is_not_a_proxy(fts_pki: FTSTestPKI) -> None:
+    robot = fts_pki.ca.issue_user_cert("/DC=org/DC=example/CN=proxy")
 
     assert not is_proxy(robot.certificate)
 
 
-def test_end_entity_is_the_first_non_proxy(pki_proxy: pki.Credential) -> None:
-    chain = pki_proxy.make_proxy().chain
+def test_end_entity_is_the_first_non_proxy(fts_pki: FTSTestPKI) -> None:
+    chain = fts_pki.plain_proxy.make_proxy().chain
 
-    assert end_entity(chain) == pki_proxy.chain[1]
+    assert end_entity(chain) == fts_pki.plain_proxy.chain[1]
     with pytest.raises(ValueError, match="only proxy"):
         end_entity(chain[:2])

@@ -27,7 +27,7 @@ from airflow_provider_fts.client.errors import (
 )
 from airflow_provider_fts.client.states import JobState
 from airflow_provider_fts.testing import pki
-from airflow_provider_fts.testing.delegations import DelegationError
+from airflow_provider_fts.testing.records import HTTPError
 
 DTEAM = pki.Voms("dteam", ["/dteam/Role=NULL/Capability=NULL"])
 MOCK = "mock://src.example.org/data/{name}?size=1024"
@@ -515,7 +515,7 @@ def test_delegation_that_lost_a_race_uses_the_winners(
     def another_process_won(delegation_id: str, user_dn: str, body: bytes):
         monkeypatch.setattr(store, "put_credential", real_put)
         fts_emulator.delegate(delegation_id, user_dn, fqans=DTEAM.fqan_list())
-        raise DelegationError(400, "No credential cache found")
+        raise HTTPError(400, "No credential cache found")
 
     monkeypatch.setattr(store, "put_credential", another_process_won)
 

@@ -23,8 +23,8 @@ from airflow_provider_fts.client.certs import dn_string
 from airflow_provider_fts.client.credentials import Credentials, Trust, private_temp_file
 from airflow_provider_fts.client.errors import FTSCredentialError
 from airflow_provider_fts.testing import pki
+from airflow_provider_fts.testing.environment import USER_DN, FTSTestPKI
 from airflow_provider_fts.testing.voms import read_voms
-from tests.conftest import USER_DN
 
 RENEW_HINT = "voms-proxy-init --voms <vo> --valid 96:00"
 
@@ -37,21 +37,19 @@ def key_body(credential: pki.Credential) -> str:
 # -- loading ------------------------------------------------------------------------------
 
 
-def test_proxy_file_loads_as_a_proxy(pki_voms_proxy: pki.Credential, tmp_path: Path) -> None:
-    path = pki_voms_proxy.write_proxy(tmp_path / "x509up")
+def test_proxy_file_loads_as_a_proxy(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    path = fts_pki.voms_proxy.write_proxy(tmp_path / "x509up")
 
     credentials = Credentials.from_proxy_file(path)
 
     assert credentials.kind == "proxy"
-    assert credentials.chain == pki_voms_proxy.chain
+    assert credentials.chain == fts_pki.voms_proxy.chain
     assert credentials.dn == USER_DN
-    assert credentials.not_after == pki_voms_proxy.certificate.not_valid_after_utc
+    assert credentials.not_after == fts_pki.voms_proxy.certificate.not_valid_after_utc
 
 
-def test_cert_and_separate_key_load_as_a_certificate(
-    pki_user: pki.Credential, tmp_path: Path
-) -> None:
-    cert_path, key_path = pki_user.write_cert_and_key(tmp_path)
+def test_cert_and_separate_key_load_as_a_certificate(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    cert_path, key_path = fts_pki.user.write_cert_and_key(tmp_path)
 
     credentials = Credentials.from_cert_key(cert_path, key_path)
 
@@ -59,34 +57,34 @@ def test_cert_and_separate_key_load_as_a_certificate(
     assert credentials.dn == USER_DN
 
 
-def test_key_defaults_to_the_certificate_file(pki_user: pki.Credential, tmp_path: Path) -> None:
+def test_key_defaults_to_the_certificate_file(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     both = tmp_path / "both.pem"
-    both.write_bytes(pki_user.cert_pem.bytes() + pki_user.key_pem.bytes())
+    both.write_bytes(fts_pki.user.cert_pem.bytes() + fts_pki.user.key_pem.bytes())
 
     credentials = Credentials.from_cert_key(both)
 
     assert credentials.kind == "certificate"
 
 
-def test_encrypted_key_loads_with_its_passphrase(pki_user: pki.Credential, tmp_path: Path) -> None:
-    cert_path, key_path = pki_user.write_cert_and_key(tmp_path, passphrase="s3cret")
+def test_encrypted_key_loads_with_its_passphrase(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    cert_path, key_path = fts_pki.user.write_cert_and_key(tmp_path, passphrase="s3cret")
 
     credentials = Credentials.from_cert_key(cert_path, key_path, passphrase="s3cret")
 
-    assert credentials.private_key.public_key() == pki_user.certificate.public_key()
+    assert credentials.private_key.public_key() == fts_pki.user.certificate.public_key()
 
 
-def test_inline_proxy_pem_loads(pki_proxy: pki.Credential) -> None:
-    credentials = Credentials.from_pem(proxy_pem=pki_proxy.proxy_pem.decode())
+def test_inline_proxy_pem_loads(fts_pki: FTSTestPKI) -> None:
+    credentials = Credentials.from_pem(proxy_pem=fts_pki.plain_proxy.proxy_pem.decode())
 
     assert credentials.kind == "proxy"
     assert credentials.field == "x509_proxy_pem"
 
 
-def test_inline_cert_and_encrypted_key_load(pki_user: pki.Credential) -> None:
+def test_inline_cert_and_encrypted_key_load(fts_pki: FTSTestPKI) -> None:
     credentials = Credentials.from_pem(
-        cert_pem=pki_user.cert_pem.bytes(),
-        key_pem=pki_user.encrypted_key_pem("pw").decode(),
+        cert_pem=fts_pki.user.cert_pem.bytes(),
+        key_pem=fts_pki.user.encrypted_key_pem("pw").decode(),
         passphrase="pw",
     )
 
@@ -113,12 +111,10 @@ def test_missing_proxy_file_names_the_field(tmp_path: Path) -> None:
     assert "does not exist" in str(caught.value)
 
 
-def test_key_of_another_certificate_is_refused(
-    pki_ca: pki.CA, pki_user: pki.Credential, tmp_path: Path
-) -> None:
+def test_key_of_another_certificate_is_refused(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     # Given the user's certificate with the key of another certificate
-    other = pki_ca.issue_user_cert("/DC=org/DC=example/CN=Someone Else")
-    cert_path, _ = pki_user.write_cert_and_key(tmp_path / "user")
+    other = fts_pki.ca.issue_user_cert("/DC=org/DC=example/CN=Someone Else")
+    cert_path, _ = fts_pki.user.write_cert_and_key(tmp_path / "user")
     _, other_key = other.write_cert_and_key(tmp_path / "other")
 
     # When loading them together
@@ -130,11 +126,11 @@ def test_key_of_another_certificate_is_refused(
     assert "does not belong to the certificate" in str(caught.value)
 
 
-def test_wrong_passphrase_is_reported(pki_user: pki.Credential) -> None:
+def test_wrong_passphrase_is_reported(fts_pki: FTSTestPKI) -> None:
     with pytest.raises(FTSCredentialError) as caught:
         Credentials.from_pem(
-            cert_pem=pki_user.cert_pem.bytes(),
-            key_pem=pki_user.encrypted_key_pem("right").bytes(),
+            cert_pem=fts_pki.user.cert_pem.bytes(),
+            key_pem=fts_pki.user.encrypted_key_pem("right").bytes(),
             passphrase="wrong",
         )
 
@@ -142,10 +138,8 @@ def test_wrong_passphrase_is_reported(pki_user: pki.Credential) -> None:
     assert "wrong passphrase" in str(caught.value)
 
 
-def test_encrypted_key_without_passphrase_is_reported(
-    pki_user: pki.Credential, tmp_path: Path
-) -> None:
-    cert_path, key_path = pki_user.write_cert_and_key(tmp_path, passphrase="pw")
+def test_encrypted_key_without_passphrase_is_reported(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    cert_path, key_path = fts_pki.user.write_cert_and_key(tmp_path, passphrase="pw")
 
     with pytest.raises(FTSCredentialError) as caught:
         Credentials.from_cert_key(cert_path, key_path)
@@ -162,9 +156,9 @@ def test_malformed_pem_is_reported() -> None:
     assert "malformed" in str(caught.value)
 
 
-def test_certificate_without_key_is_reported(pki_user: pki.Credential) -> None:
+def test_certificate_without_key_is_reported(fts_pki: FTSTestPKI) -> None:
     with pytest.raises(FTSCredentialError) as caught:
-        Credentials.from_pem(cert_pem=pki_user.cert_pem.decode())
+        Credentials.from_pem(cert_pem=fts_pki.user.cert_pem.decode())
 
     assert caught.value.field == "x509_cert_pem"
     assert "no PEM private key" in str(caught.value)
@@ -180,36 +174,30 @@ def test_empty_token_is_refused() -> None:
 # -- discovery ----------------------------------------------------------------------------
 
 
-def test_discovery_prefers_x509_user_proxy(
-    pki_voms_proxy: pki.Credential, pki_proxy: pki.Credential, tmp_path: Path
-) -> None:
-    env_proxy = pki_voms_proxy.write_proxy(tmp_path / "env_proxy")
-    default_proxy = pki_proxy.write_proxy(tmp_path / "x509up_u1000")
+def test_discovery_prefers_x509_user_proxy(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    env_proxy = fts_pki.voms_proxy.write_proxy(tmp_path / "env_proxy")
+    default_proxy = fts_pki.plain_proxy.write_proxy(tmp_path / "x509up_u1000")
 
     credentials = Credentials.from_environment(
         {"X509_USER_PROXY": str(env_proxy), "X509_USER_CERT": "/nonexistent"},
         default_proxy=default_proxy,
     )
 
-    assert credentials.chain == pki_voms_proxy.chain
+    assert credentials.chain == fts_pki.voms_proxy.chain
 
 
-def test_discovery_falls_back_to_the_default_proxy(
-    pki_proxy: pki.Credential, tmp_path: Path
-) -> None:
-    default_proxy = pki_proxy.write_proxy(tmp_path / "x509up_u1000")
+def test_discovery_falls_back_to_the_default_proxy(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    default_proxy = fts_pki.plain_proxy.write_proxy(tmp_path / "x509up_u1000")
 
     credentials = Credentials.from_environment(
         {"X509_USER_CERT": "/nonexistent"}, default_proxy=default_proxy
     )
 
-    assert credentials.chain == pki_proxy.chain
+    assert credentials.chain == fts_pki.plain_proxy.chain
 
 
-def test_discovery_then_uses_x509_user_cert_and_key(
-    pki_user: pki.Credential, tmp_path: Path
-) -> None:
-    cert_path, key_path = pki_user.write_cert_and_key(tmp_path)
+def test_discovery_then_uses_x509_user_cert_and_key(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    cert_path, key_path = fts_pki.user.write_cert_and_key(tmp_path)
 
     credentials = Credentials.from_environment(
         {"X509_USER_CERT": str(cert_path), "X509_USER_KEY": str(key_path)},
@@ -234,9 +222,9 @@ def test_discovery_failure_lists_what_was_looked_for(tmp_path: Path) -> None:
 # -- expiry -------------------------------------------------------------------------------
 
 
-def test_expired_proxy_is_refused_even_for_status(pki_user: pki.Credential) -> None:
+def test_expired_proxy_is_refused_even_for_status(fts_pki: FTSTestPKI) -> None:
     # Given a proxy that expired a minute ago
-    proxy = Credentials.from_pem(proxy_pem=pki_user.make_proxy().proxy_pem.bytes())
+    proxy = Credentials.from_pem(proxy_pem=fts_pki.user.make_proxy().proxy_pem.bytes())
     after_expiry = proxy.not_after + timedelta(minutes=1)
 
     # When it is checked for a status request
@@ -251,9 +239,9 @@ def test_expired_proxy_is_refused_even_for_status(pki_user: pki.Credential) -> N
     assert "grid-proxy-init -rfc" in message
 
 
-def test_a_really_expired_proxy_is_refused_now(pki_user: pki.Credential, tmp_path: Path) -> None:
+def test_a_really_expired_proxy_is_refused_now(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     now = datetime.now(UTC)
-    expired = pki_user.make_proxy(
+    expired = fts_pki.user.make_proxy(
         not_before=now - timedelta(hours=12), not_after=now - timedelta(seconds=5)
     )
     credentials = Credentials.from_proxy_file(expired.write_proxy(tmp_path / "x509up"))
@@ -262,9 +250,9 @@ def test_a_really_expired_proxy_is_refused_now(pki_user: pki.Credential, tmp_pat
         credentials.check_usable("status")
 
 
-def test_under_an_hour_left_allows_status_but_not_submit(pki_proxy: pki.Credential) -> None:
+def test_under_an_hour_left_allows_status_but_not_submit(fts_pki: FTSTestPKI) -> None:
     # Given a proxy with 30 minutes left
-    proxy = Credentials.from_pem(proxy_pem=pki_proxy.proxy_pem.bytes())
+    proxy = Credentials.from_pem(proxy_pem=fts_pki.plain_proxy.proxy_pem.bytes())
     half_hour_before = proxy.not_after - timedelta(minutes=30)
 
     # Then status requests may go on
@@ -278,17 +266,17 @@ def test_under_an_hour_left_allows_status_but_not_submit(pki_proxy: pki.Credenti
     assert RENEW_HINT in message
 
 
-def test_more_than_an_hour_left_allows_submit(pki_proxy: pki.Credential) -> None:
-    proxy = Credentials.from_pem(proxy_pem=pki_proxy.proxy_pem.bytes())
+def test_more_than_an_hour_left_allows_submit(fts_pki: FTSTestPKI) -> None:
+    proxy = Credentials.from_pem(proxy_pem=fts_pki.plain_proxy.proxy_pem.bytes())
 
     proxy.check_usable("submit", now=proxy.not_after - timedelta(hours=2))
 
     assert proxy.time_left(proxy.not_after - timedelta(hours=2)) == timedelta(hours=2)
 
 
-def test_chain_expiry_is_the_earliest_in_the_chain(pki_ca: pki.CA) -> None:
+def test_chain_expiry_is_the_earliest_in_the_chain(fts_pki: FTSTestPKI) -> None:
     # Given a user certificate expiring before the proxy it signed
-    user = pki_ca.issue_user_cert(USER_DN, lifetime=timedelta(hours=3))
+    user = fts_pki.ca.issue_user_cert(USER_DN, lifetime=timedelta(hours=3))
     proxy = user.make_proxy(not_after=datetime.now(UTC) + timedelta(hours=12))
 
     credentials = Credentials.from_pem(proxy_pem=proxy.proxy_pem.bytes())
@@ -299,11 +287,11 @@ def test_chain_expiry_is_the_earliest_in_the_chain(pki_ca: pki.CA) -> None:
 # -- secrets hygiene ----------------------------------------------------------------------
 
 
-def test_repr_shows_neither_key_nor_token(pki_proxy: pki.Credential) -> None:
-    proxy = Credentials.from_pem(proxy_pem=pki_proxy.proxy_pem.bytes())
+def test_repr_shows_neither_key_nor_token(fts_pki: FTSTestPKI) -> None:
+    proxy = Credentials.from_pem(proxy_pem=fts_pki.plain_proxy.proxy_pem.bytes())
     token = Credentials.from_token("very-secret-token")
 
-    assert key_body(pki_proxy) not in repr(proxy) + str(proxy)
+    assert key_body(fts_pki.plain_proxy) not in repr(proxy) + str(proxy)
     assert USER_DN in repr(proxy)
     assert "very-secret-token" not in repr(token) + str(token)
 
@@ -324,10 +312,10 @@ def test_private_temp_file_is_removed_on_error(tmp_path: Path) -> None:
 
 
 def test_ssl_context_leaves_no_file_behind(
-    pki_voms_proxy: pki.Credential, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fts_pki: FTSTestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    credentials = Credentials.from_pem(proxy_pem=pki_voms_proxy.proxy_pem.bytes())
+    credentials = Credentials.from_pem(proxy_pem=fts_pki.voms_proxy.proxy_pem.bytes())
 
     credentials.ssl_context(Trust(verify=False))
 
@@ -361,8 +349,8 @@ def test_missing_ca_location_names_the_field(field: str, tmp_path: Path) -> None
     assert caught.value.field == field
 
 
-def test_context_requires_tls_12_and_checks_the_hostname(pki_ca_dir: Path) -> None:
-    ctx = Credentials.from_token("t").ssl_context(Trust(ca_path=str(pki_ca_dir)))
+def test_context_requires_tls_12_and_checks_the_hostname(fts_pki: FTSTestPKI) -> None:
+    ctx = Credentials.from_token("t").ssl_context(Trust(ca_path=str(fts_pki.ca_dir)))
 
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.check_hostname
@@ -416,52 +404,45 @@ def connect(port: int, ctx: ssl.SSLContext) -> bytes:
 
 
 def test_server_sees_the_whole_proxy_chain(
-    pki_ca: pki.CA,
-    pki_ca_dir: Path,
-    pki_host: pki.Credential,
-    pki_voms_proxy: pki.Credential,
+    fts_pki: FTSTestPKI,
     tmp_path: Path,
 ) -> None:
     # Given a grid server and a client holding a VOMS proxy, trusting the CA directory
-    credentials = Credentials.from_pem(proxy_pem=pki_voms_proxy.proxy_pem.bytes())
-    ctx = credentials.ssl_context(Trust(ca_path=str(pki_ca_dir)))
+    credentials = Credentials.from_pem(proxy_pem=fts_pki.voms_proxy.proxy_pem.bytes())
+    ctx = credentials.ssl_context(Trust(ca_path=str(fts_pki.ca_dir)))
 
-    with grid_tls_server(pki_host, pki_ca, tmp_path) as (port, verified):
+    with grid_tls_server(fts_pki.host, fts_pki.ca, tmp_path) as (port, verified):
         # When the client connects
         answer = connect(port, ctx)
 
         # Then the server verified proxy -> user -> CA
         assert answer == b"ok"
         assert verified.result(timeout=10) == [
-            pki_voms_proxy.dn,
+            fts_pki.voms_proxy.dn,
             USER_DN,
-            dn_string(pki_ca.certificate.subject),
+            dn_string(fts_pki.ca.certificate.subject),
         ]
 
 
-def test_unverified_mode_accepts_an_unknown_server(
-    pki_host: pki.Credential, pki_proxy: pki.Credential, pki_ca: pki.CA, tmp_path: Path
-) -> None:
+def test_unverified_mode_accepts_an_unknown_server(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     # Given a client that trusts nothing but does not verify
-    ctx = Credentials.from_pem(proxy_pem=pki_proxy.proxy_pem.bytes()).ssl_context(
+    ctx = Credentials.from_pem(proxy_pem=fts_pki.plain_proxy.proxy_pem.bytes()).ssl_context(
         Trust(verify=False)
     )
 
-    with grid_tls_server(pki_host, pki_ca, tmp_path) as (port, verified):
+    with grid_tls_server(fts_pki.host, fts_pki.ca, tmp_path) as (port, verified):
         assert connect(port, ctx) == b"ok"
-        assert verified.result(timeout=10)[0] == pki_proxy.dn
+        assert verified.result(timeout=10)[0] == fts_pki.plain_proxy.dn
 
 
-def test_server_from_another_ca_is_rejected(
-    pki_host: pki.Credential, pki_proxy: pki.Credential, pki_ca: pki.CA, tmp_path: Path
-) -> None:
+def test_server_from_another_ca_is_rejected(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     # Given a client trusting only an unrelated CA
     other_dir = pki.CA("/DC=org/DC=other/CN=Other CA").write_ca_dir(tmp_path / "other")
-    ctx = Credentials.from_pem(proxy_pem=pki_proxy.proxy_pem.bytes()).ssl_context(
+    ctx = Credentials.from_pem(proxy_pem=fts_pki.plain_proxy.proxy_pem.bytes()).ssl_context(
         Trust(ca_path=str(other_dir))
     )
 
-    with grid_tls_server(pki_host, pki_ca, tmp_path) as (port, verified):
+    with grid_tls_server(fts_pki.host, fts_pki.ca, tmp_path) as (port, verified):
         # When it connects, then the server certificate is refused
         with pytest.raises(ssl.SSLCertVerificationError):
             connect(port, ctx)
@@ -479,17 +460,15 @@ def grid_tool(name: str) -> str:
     return path
 
 
-def test_grid_proxy_init_proxy_loads(
-    pki_user: pki.Credential, pki_ca_dir: Path, tmp_path: Path
-) -> None:
+def test_grid_proxy_init_proxy_loads(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     # Given a proxy made by Globus grid-proxy-init from our user certificate
-    cert_path, key_path = pki_user.write_cert_and_key(tmp_path)
+    cert_path, key_path = fts_pki.user.write_cert_and_key(tmp_path)
     out = tmp_path / "x509up"
     subprocess.run(
         [grid_tool("grid-proxy-init"), "-rfc", "-cert", cert_path, "-key", key_path, "-out", out],
         check=True,
         capture_output=True,
-        env={**os.environ, "X509_CERT_DIR": str(pki_ca_dir)},
+        env={**os.environ, "X509_CERT_DIR": str(fts_pki.ca_dir)},
     )
 
     # When it is loaded
@@ -498,15 +477,13 @@ def test_grid_proxy_init_proxy_loads(
     # Then it is an RFC proxy of our user
     assert credentials.kind == "proxy"
     assert credentials.dn == USER_DN
-    assert credentials.chain[1] == pki_user.certificate
+    assert credentials.chain[1] == fts_pki.user.certificate
 
 
-def test_voms_proxy_fake_proxy_loads_with_its_fqans(
-    pki_ca: pki.CA, pki_user: pki.Credential, pki_ca_dir: Path, tmp_path: Path
-) -> None:
+def test_voms_proxy_fake_proxy_loads_with_its_fqans(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     # Given a VOMS proxy made by voms-proxy-fake, its AC signed by a "VOMS server" cert
-    cert_path, key_path = pki_user.write_cert_and_key(tmp_path / "user")
-    voms_host = pki_ca.issue_host_cert("voms.example.org")
+    cert_path, key_path = fts_pki.user.write_cert_and_key(tmp_path / "user")
+    voms_host = fts_pki.ca.issue_host_cert("voms.example.org")
     host_cert, host_key = voms_host.write_cert_and_key(tmp_path / "voms")
     out = tmp_path / "x509up"
     fqans = ["/dteam/Role=NULL/Capability=NULL", "/dteam/cern/Role=NULL/Capability=NULL"]
@@ -518,7 +495,7 @@ def test_voms_proxy_fake_proxy_loads_with_its_fqans(
         [*command, "-out", out],
         check=True,
         capture_output=True,
-        env={**os.environ, "X509_CERT_DIR": str(pki_ca_dir)},
+        env={**os.environ, "X509_CERT_DIR": str(fts_pki.ca_dir)},
     )
 
     # When it is loaded

@@ -27,6 +27,7 @@ from airflow_provider_fts.client.delegation import (
 )
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSError, FTSValidationError
 from airflow_provider_fts.testing import pki
+from airflow_provider_fts.testing.environment import FTSTestPKI
 from tests.recorded import RECORDED
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -63,19 +64,15 @@ def signed_proxy(body: str) -> x509.Certificate:
 
 
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
-@pytest.mark.parametrize("signer", ["pki_user", "pki_proxy", "proxy_of_proxy"])
+@pytest.mark.parametrize("signer", ["user", "plain_proxy", "proxy_of_proxy"])
 def test_delegated_proxy_verifies_with_openssl(
-    signer: str,
-    request: pytest.FixtureRequest,
-    csr_pem: str,
-    pki_ca: pki.CA,
-    tmp_path: Path,
+    signer: str, csr_pem: str, fts_pki: FTSTestPKI, tmp_path: Path
 ) -> None:
     # Given a signing credential: a user certificate, a proxy, or a proxy of a proxy
     if signer == "proxy_of_proxy":
-        credential = request.getfixturevalue("pki_voms_proxy").make_proxy()
+        credential = fts_pki.voms_proxy.make_proxy()
     else:
-        credential = request.getfixturevalue(signer)
+        credential = getattr(fts_pki, signer)
 
     # When we sign the server's request
     body = sign_proxy_request(csr_pem, credentials_of(credential), timedelta(hours=12))
@@ -88,7 +85,7 @@ def test_delegated_proxy_verifies_with_openssl(
     untrusted.write_text(
         "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)
     )
-    ca_file = pki_ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    ca_file = fts_pki.ca.cert_pem.write_to_path(tmp_path / "ca.pem")
     command = ["openssl", "verify", "-allow_proxy_certs", "-CAfile", ca_file]
     result = subprocess.run(
         [*command, "-untrusted", untrusted, leaf],
@@ -100,18 +97,20 @@ def test_delegated_proxy_verifies_with_openssl(
 
 
 def test_body_is_the_proxy_then_the_signing_chain(
-    csr_pem: str, server_key: rsa.RSAPrivateKey, pki_voms_proxy: pki.Credential
+    csr_pem: str, server_key: rsa.RSAPrivateKey, fts_pki: FTSTestPKI
 ) -> None:
-    body = sign_proxy_request(csr_pem, credentials_of(pki_voms_proxy), timedelta(hours=12))
+    body = sign_proxy_request(csr_pem, credentials_of(fts_pki.voms_proxy), timedelta(hours=12))
 
     proxy, *chain = load_pem_chain(body)
-    assert chain == pki_voms_proxy.chain
+    assert chain == fts_pki.voms_proxy.chain
     assert proxy.public_key() == server_key.public_key()
     assert "PRIVATE KEY" not in body
 
 
-def test_proxy_has_the_rfc_3820_extensions(csr_pem: str, pki_user: pki.Credential) -> None:
-    proxy = signed_proxy(sign_proxy_request(csr_pem, credentials_of(pki_user), timedelta(hours=12)))
+def test_proxy_has_the_rfc_3820_extensions(csr_pem: str, fts_pki: FTSTestPKI) -> None:
+    proxy = signed_proxy(
+        sign_proxy_request(csr_pem, credentials_of(fts_pki.user), timedelta(hours=12))
+    )
 
     info = proxy.extensions.get_extension_for_oid(PROXY_CERT_INFO_OID)
     assert info.critical
@@ -126,13 +125,15 @@ def test_proxy_has_the_rfc_3820_extensions(csr_pem: str, pki_user: pki.Credentia
     assert proxy.signature_hash_algorithm.name == "sha256"
 
 
-def test_subject_is_the_issuer_plus_the_serial(csr_pem: str, pki_user: pki.Credential) -> None:
-    proxy = signed_proxy(sign_proxy_request(csr_pem, credentials_of(pki_user), timedelta(hours=12)))
+def test_subject_is_the_issuer_plus_the_serial(csr_pem: str, fts_pki: FTSTestPKI) -> None:
+    proxy = signed_proxy(
+        sign_proxy_request(csr_pem, credentials_of(fts_pki.user), timedelta(hours=12))
+    )
 
-    assert proxy.issuer == pki_user.certificate.subject
+    assert proxy.issuer == fts_pki.user.certificate.subject
     assert proxy.subject == x509.Name(
         [
-            *pki_user.certificate.subject.rdns,
+            *fts_pki.user.certificate.subject.rdns,
             x509.RelativeDistinguishedName(
                 [x509.NameAttribute(NameOID.COMMON_NAME, str(proxy.serial_number))]
             ),
@@ -141,17 +142,20 @@ def test_subject_is_the_issuer_plus_the_serial(csr_pem: str, pki_user: pki.Crede
 
 
 def test_authority_key_id_only_when_the_issuer_has_one(
-    csr_pem: str, pki_user: pki.Credential, pki_proxy: pki.Credential
+    csr_pem: str,
+    fts_pki: FTSTestPKI,
 ) -> None:
     # The user certificate has a subject key id; our proxies, like VOMS proxies, do not.
     from_user = signed_proxy(
-        sign_proxy_request(csr_pem, credentials_of(pki_user), timedelta(hours=1, minutes=5))
+        sign_proxy_request(csr_pem, credentials_of(fts_pki.user), timedelta(hours=1, minutes=5))
     )
     from_proxy = signed_proxy(
-        sign_proxy_request(csr_pem, credentials_of(pki_proxy), timedelta(hours=1, minutes=5))
+        sign_proxy_request(
+            csr_pem, credentials_of(fts_pki.plain_proxy), timedelta(hours=1, minutes=5)
+        )
     )
 
-    user_ski = pki_user.certificate.extensions.get_extension_for_class(
+    user_ski = fts_pki.user.certificate.extensions.get_extension_for_class(
         x509.SubjectKeyIdentifier
     ).value
     aki = from_user.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
@@ -160,8 +164,8 @@ def test_authority_key_id_only_when_the_issuer_has_one(
         from_proxy.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
 
 
-def test_serial_is_fresh_each_time(csr_pem: str, pki_proxy: pki.Credential) -> None:
-    credentials = credentials_of(pki_proxy)
+def test_serial_is_fresh_each_time(csr_pem: str, fts_pki: FTSTestPKI) -> None:
+    credentials = credentials_of(fts_pki.plain_proxy)
 
     serials = {
         signed_proxy(sign_proxy_request(csr_pem, credentials, timedelta(hours=2))).serial_number
@@ -175,20 +179,20 @@ def test_serial_is_fresh_each_time(csr_pem: str, pki_proxy: pki.Credential) -> N
 # -- lifetime -----------------------------------------------------------------------------
 
 
-def test_lifetime_runs_from_now_backdated_five_minutes(
-    csr_pem: str, pki_user: pki.Credential
-) -> None:
+def test_lifetime_runs_from_now_backdated_five_minutes(csr_pem: str, fts_pki: FTSTestPKI) -> None:
     proxy = signed_proxy(
-        sign_proxy_request(csr_pem, credentials_of(pki_user), timedelta(hours=12), now=NOW)
+        sign_proxy_request(csr_pem, credentials_of(fts_pki.user), timedelta(hours=12), now=NOW)
     )
 
     assert proxy.not_valid_before_utc == NOW - timedelta(minutes=5)
     assert proxy.not_valid_after_utc == NOW + timedelta(hours=12)
 
 
-def test_lifetime_is_capped_by_every_certificate_of_the_chain(csr_pem: str, pki_ca: pki.CA) -> None:
+def test_lifetime_is_capped_by_every_certificate_of_the_chain(
+    csr_pem: str, fts_pki: FTSTestPKI
+) -> None:
     # Given a user certificate ending in 3 hours, and a proxy of it claiming 24 hours
-    user = pki_ca.issue_user_cert(not_after=NOW + timedelta(hours=3))
+    user = fts_pki.ca.issue_user_cert(not_after=NOW + timedelta(hours=3))
     proxy = user.make_proxy(not_after=NOW + timedelta(hours=24))
 
     # When a 12-hour delegation is signed with the proxy
@@ -203,10 +207,8 @@ def test_lifetime_is_capped_by_every_certificate_of_the_chain(csr_pem: str, pki_
 # -- refusals -----------------------------------------------------------------------------
 
 
-def test_signing_with_under_an_hour_left_is_refused(
-    csr_pem: str, pki_proxy: pki.Credential
-) -> None:
-    credentials = credentials_of(pki_proxy)
+def test_signing_with_under_an_hour_left_is_refused(csr_pem: str, fts_pki: FTSTestPKI) -> None:
+    credentials = credentials_of(fts_pki.plain_proxy)
 
     with pytest.raises(FTSCredentialError, match="less than one hour left"):
         sign_proxy_request(
@@ -222,7 +224,7 @@ def test_a_token_cannot_sign(csr_pem: str) -> None:
         sign_proxy_request(csr_pem, Credentials.from_token("t"), timedelta(hours=12))
 
 
-def test_a_request_with_a_bad_signature_is_refused(csr_pem: str, pki_user: pki.Credential) -> None:
+def test_a_request_with_a_bad_signature_is_refused(csr_pem: str, fts_pki: FTSTestPKI) -> None:
     # Given a CSR whose last signature byte was altered
     der = bytearray(
         x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(serialization.Encoding.DER)
@@ -231,12 +233,12 @@ def test_a_request_with_a_bad_signature_is_refused(csr_pem: str, pki_user: pki.C
     tampered = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
 
     with pytest.raises(FTSError, match="signature does not verify"):
-        sign_proxy_request(tampered, credentials_of(pki_user), timedelta(hours=12))
+        sign_proxy_request(tampered, credentials_of(fts_pki.user), timedelta(hours=12))
 
 
-def test_a_request_that_is_not_pem_is_refused(pki_user: pki.Credential) -> None:
+def test_a_request_that_is_not_pem_is_refused(fts_pki: FTSTestPKI) -> None:
     with pytest.raises(FTSError, match="not a PEM CSR"):
-        sign_proxy_request("<html>503</html>", credentials_of(pki_user), timedelta(hours=2))
+        sign_proxy_request("<html>503</html>", credentials_of(fts_pki.user), timedelta(hours=2))
 
 
 # -- termination time ---------------------------------------------------------------------

@@ -20,8 +20,6 @@ BLOCK_AIRFLOW = textwrap.dedent(
     import pkgutil, airflow_provider_fts.client as client, airflow_provider_fts.testing as testing
     for package in (client, testing):
         for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-            if module.name.endswith(".demo"):
-                continue  # the demo drives Airflow by design (as a subprocess)
             __import__(module.name)
     assert not any(m == "airflow" or m.startswith("airflow.") for m in sys.modules)
     print("ok")

@@ -31,6 +31,7 @@ from airflow_provider_fts.client.errors import (
     error_class_for,
     message_from_body,
 )
+from airflow_provider_fts.testing.environment import FTSTestPKI
 from tests.recorded import RECORDED
 
 CASES = sorted(RECORDED.glob("[0-9]*.json"))
@@ -125,19 +126,19 @@ class Replay:
 
 
 @pytest.fixture(scope="module")
-def replay(tmp_path_factory, pki_ca, pki_host) -> Iterator[Replay]:
+def replay(tmp_path_factory, fts_pki: FTSTestPKI) -> Iterator[Replay]:
     folder = tmp_path_factory.mktemp("replay")
-    cert, key = pki_host.write_cert_and_key(folder)
-    server = Replay(cert, key, pki_ca.write_ca_dir(folder / "ca"))
+    cert, key = fts_pki.host.write_cert_and_key(folder)
+    server = Replay(cert, key, fts_pki.ca.write_ca_dir(folder / "ca"))
     yield server
     server.close()
 
 
 @pytest.fixture(scope="module")
-def client(replay, tmp_path_factory, pki_ca, pki_user) -> Iterator[FTSClient]:
+def client(replay, tmp_path_factory, fts_pki: FTSTestPKI) -> Iterator[FTSClient]:
     folder = tmp_path_factory.mktemp("client")
-    proxy = pki_user.make_proxy().write_proxy(folder / "x509up")
-    trust = Trust(ca_path=str(pki_ca.write_ca_dir(folder / "ca")))
+    proxy = fts_pki.user.make_proxy().write_proxy(folder / "x509up")
+    trust = Trust(ca_path=str(fts_pki.ca.write_ca_dir(folder / "ca")))
     with FTSClient(replay.url, Credentials.from_proxy_file(proxy), trust=trust, retries=0) as c:
         yield c
 

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_fts.testing.engine import Engine, is_recoverable
-from airflow_provider_fts.testing.jobs import FILES_FAILED, Identity, JobStore
-from tests.emulator.conftest import Clock
-
-DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"
-
-
-@pytest.fixture
-def user() -> Identity:
-    return Identity(DN, [DN], ["/dteam/Role=NULL"], ["dteam"], "bcdfd509cdf58d9e", "certificate")
+from airflow_provider_fts.testing.copies import is_recoverable
+from airflow_provider_fts.testing.engine import Engine
+from airflow_provider_fts.testing.identity import Identity
+from airflow_provider_fts.testing.records import FILES_FAILED
+from airflow_provider_fts.testing.store import JobStore
+from tests.emulator.conftest import Clock, submit
 
 
 @pytest.fixture
@@ -36,10 +32,6 @@ def mock(host: str, name: str, **query: object) -> str:
 def pair(name: str, source: dict | None = None, dest: dict | None = None) -> dict:
     return {"sources": [mock("src", name, **(source or {}))],
             "destinations": [mock("dst", name, **(dest or {}))]}  # fmt: skip
-
-
-def submit(store: JobStore, user: Identity, *files: dict, **params: object) -> str:
-    return store.submit({"files": list(files), "params": params}, user)
 
 
 def run(engine: Engine, clock: Clock, seconds: float, step: float = 0.5) -> None:

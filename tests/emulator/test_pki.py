@@ -21,8 +21,8 @@ from airflow_provider_fts.client.certs import (
     load_pem_chain,
 )
 from airflow_provider_fts.testing import pki
+from airflow_provider_fts.testing.environment import USER_DN, FTSTestPKI
 from airflow_provider_fts.testing.voms import VOMS_EXTENSION_OID, read_voms
-from tests.conftest import USER_DN
 from tests.recorded import RECORDED
 
 needs_openssl = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
@@ -67,27 +67,23 @@ def test_subject_hash_equals_openssl(subject: str, tmp_path: Path) -> None:
 
 
 @needs_openssl
-def test_ca_dir_is_found_by_openssl(
-    pki_ca: pki.CA, pki_ca_dir: Path, pki_user: pki.Credential, tmp_path: Path
-) -> None:
-    assert (pki_ca_dir / f"{pki_ca.subject_hash}.0").is_file()
+def test_ca_dir_is_found_by_openssl(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    assert (fts_pki.ca_dir / f"{fts_pki.ca.subject_hash}.0").is_file()
 
-    output = openssl_verify(pki_user, tmp_path, "-CApath", str(pki_ca_dir))
+    output = openssl_verify(fts_pki.user, tmp_path, "-CApath", str(fts_pki.ca_dir))
 
     assert output.strip().endswith(": OK"), output
 
 
 @needs_openssl
-@pytest.mark.parametrize("which", ["pki_proxy", "pki_voms_proxy", "proxy_of_proxy"])
-def test_proxies_verify_with_openssl(
-    which: str, request: pytest.FixtureRequest, pki_ca: pki.CA, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("which", ["plain_proxy", "voms_proxy", "proxy_of_proxy"])
+def test_proxies_verify_with_openssl(which: str, fts_pki: FTSTestPKI, tmp_path: Path) -> None:
     # Given a proxy (or a proxy of a proxy) from the test PKI
     if which == "proxy_of_proxy":
-        proxy = request.getfixturevalue("pki_voms_proxy").make_proxy()
+        proxy = fts_pki.voms_proxy.make_proxy()
     else:
-        proxy = request.getfixturevalue(which)
-    ca_file = pki_ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+        proxy = getattr(fts_pki, which)
+    ca_file = fts_pki.ca.cert_pem.write_to_path(tmp_path / "ca.pem")
 
     # When openssl verifies it with proxy support
     output = openssl_verify(proxy, tmp_path, "-CAfile", str(ca_file))
@@ -96,11 +92,11 @@ def test_proxies_verify_with_openssl(
     assert output.strip().endswith(": OK"), output
 
 
-def test_proxy_follows_the_rfc_3820_recipe(pki_user: pki.Credential) -> None:
-    proxy = pki_user.make_proxy().certificate
+def test_proxy_follows_the_rfc_3820_recipe(fts_pki: FTSTestPKI) -> None:
+    proxy = fts_pki.user.make_proxy().certificate
 
-    assert proxy.issuer == pki_user.certificate.subject
-    assert proxy.subject.rdns[:-1] == pki_user.certificate.subject.rdns
+    assert proxy.issuer == fts_pki.user.certificate.subject
+    assert proxy.subject.rdns[:-1] == fts_pki.user.certificate.subject.rdns
     assert proxy.subject.rdns[-1] == x509.RelativeDistinguishedName(
         [x509.NameAttribute(NameOID.COMMON_NAME, str(proxy.serial_number))]
     )
@@ -111,17 +107,17 @@ def test_proxy_follows_the_rfc_3820_recipe(pki_user: pki.Credential) -> None:
     assert proxy.extensions.get_extension_for_class(x509.KeyUsage).critical
 
 
-def test_proxy_chain_runs_from_leaf_to_user(pki_proxy: pki.Credential) -> None:
-    proxy_of_proxy = pki_proxy.make_proxy()
+def test_proxy_chain_runs_from_leaf_to_user(fts_pki: FTSTestPKI) -> None:
+    proxy_of_proxy = fts_pki.plain_proxy.make_proxy()
 
-    assert proxy_of_proxy.chain == [proxy_of_proxy.certificate, *pki_proxy.chain]
+    assert proxy_of_proxy.chain == [proxy_of_proxy.certificate, *fts_pki.plain_proxy.chain]
     assert [is_proxy(cert) for cert in proxy_of_proxy.chain] == [True, True, False]
     assert proxy_of_proxy.dn.startswith(USER_DN + "/CN=")
 
 
-def test_default_proxy_lifetime_is_capped_by_its_issuer(pki_ca: pki.CA) -> None:
+def test_default_proxy_lifetime_is_capped_by_its_issuer(fts_pki: FTSTestPKI) -> None:
     # Given a user certificate expiring in 2 hours
-    user = pki_ca.issue_user_cert(USER_DN, lifetime=timedelta(hours=2))
+    user = fts_pki.ca.issue_user_cert(USER_DN, lifetime=timedelta(hours=2))
 
     # When a 12-hour proxy is requested
     proxy = user.make_proxy(lifetime=timedelta(hours=12))
@@ -130,10 +126,10 @@ def test_default_proxy_lifetime_is_capped_by_its_issuer(pki_ca: pki.CA) -> None:
     assert proxy.certificate.not_valid_after_utc == user.certificate.not_valid_after_utc
 
 
-def test_explicit_validity_builds_an_expired_proxy(pki_user: pki.Credential) -> None:
+def test_explicit_validity_builds_an_expired_proxy(fts_pki: FTSTestPKI) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
 
-    expired = pki_user.make_proxy(
+    expired = fts_pki.user.make_proxy(
         not_before=now - timedelta(hours=13), not_after=now - timedelta(hours=1)
     )
 
@@ -141,13 +137,16 @@ def test_explicit_validity_builds_an_expired_proxy(pki_user: pki.Credential) -> 
     assert expired.certificate.not_valid_before_utc == now - timedelta(hours=13)
 
 
-def test_voms_proxy_carries_the_fqans(pki_voms_proxy: pki.Credential) -> None:
-    assert read_voms(pki_voms_proxy.certificate) == ("dteam", ["/dteam/Role=NULL/Capability=NULL"])
+def test_voms_proxy_carries_the_fqans(fts_pki: FTSTestPKI) -> None:
+    assert read_voms(fts_pki.voms_proxy.certificate) == (
+        "dteam",
+        ["/dteam/Role=NULL/Capability=NULL"],
+    )
 
 
-def test_plain_certificates_have_no_voms(pki_proxy: pki.Credential) -> None:
-    assert read_voms(pki_proxy.certificate) == (None, [])
-    assert read_voms(pki_proxy.chain[1]) == (None, [])
+def test_plain_certificates_have_no_voms(fts_pki: FTSTestPKI) -> None:
+    assert read_voms(fts_pki.plain_proxy.certificate) == (None, [])
+    assert read_voms(fts_pki.plain_proxy.chain[1]) == (None, [])
 
 
 def test_read_voms_understands_a_proxy_from_a_real_voms_setup() -> None:
@@ -164,19 +163,19 @@ def test_read_voms_understands_a_proxy_from_a_real_voms_setup() -> None:
     [bytes.fromhex("3005300330"), bytes.fromhex("300430023000")],
     ids=["truncated DER", "empty attribute certificate"],
 )
-def test_read_voms_rejects_a_malformed_extension(value: bytes, pki_user: pki.Credential) -> None:
+def test_read_voms_rejects_a_malformed_extension(value: bytes, fts_pki: FTSTestPKI) -> None:
     # Given a certificate whose VOMS extension is not an attribute certificate list
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(pki_user.certificate.subject)
-        .issuer_name(pki_user.certificate.subject)
-        .public_key(pki_user.private_key.public_key())
+        .subject_name(fts_pki.user.certificate.subject)
+        .issuer_name(fts_pki.user.certificate.subject)
+        .public_key(fts_pki.user.private_key.public_key())
         .serial_number(1)
         .not_valid_before(now)
         .not_valid_after(now + timedelta(hours=1))
         .add_extension(x509.UnrecognizedExtension(VOMS_EXTENSION_OID, value), critical=False)
-        .sign(pki_user.private_key, hashes.SHA256())
+        .sign(fts_pki.user.private_key, hashes.SHA256())
     )
 
     # When / Then reading it fails loudly rather than returning no FQANs
@@ -184,8 +183,8 @@ def test_read_voms_rejects_a_malformed_extension(value: bytes, pki_user: pki.Cre
         read_voms(cert)
 
 
-def test_proxy_pem_has_the_grid_proxy_file_layout(pki_voms_proxy: pki.Credential) -> None:
-    text = pki_voms_proxy.proxy_pem.decode()
+def test_proxy_pem_has_the_grid_proxy_file_layout(fts_pki: FTSTestPKI) -> None:
+    text = fts_pki.voms_proxy.proxy_pem.decode()
 
     blocks = [line for line in text.splitlines() if line.startswith("-----BEGIN")]
 
@@ -194,29 +193,29 @@ def test_proxy_pem_has_the_grid_proxy_file_layout(pki_voms_proxy: pki.Credential
         "-----BEGIN PRIVATE KEY-----",
         "-----BEGIN CERTIFICATE-----",
     ]
-    assert load_pem_chain(text) == pki_voms_proxy.chain
+    assert load_pem_chain(text) == fts_pki.voms_proxy.chain
 
 
-def test_written_proxy_is_private(pki_proxy: pki.Credential, tmp_path: Path) -> None:
-    path = pki_proxy.write_proxy(tmp_path / "x509up_u1000")
+def test_written_proxy_is_private(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
+    path = fts_pki.plain_proxy.write_proxy(tmp_path / "x509up_u1000")
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes() == pki_proxy.proxy_pem.bytes()
+    assert path.read_bytes() == fts_pki.plain_proxy.proxy_pem.bytes()
 
 
 def test_cert_and_key_are_written_with_an_encrypted_key(
-    pki_user: pki.Credential, tmp_path: Path
+    fts_pki: FTSTestPKI, tmp_path: Path
 ) -> None:
-    cert_path, key_path = pki_user.write_cert_and_key(tmp_path, passphrase="s3cret")
+    cert_path, key_path = fts_pki.user.write_cert_and_key(tmp_path, passphrase="s3cret")
 
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=b"s3cret")
-    assert key.public_key() == pki_user.certificate.public_key()
+    assert key.public_key() == fts_pki.user.certificate.public_key()
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
-    assert load_pem_chain(cert_path.read_bytes()) == pki_user.chain
+    assert load_pem_chain(cert_path.read_bytes()) == fts_pki.user.chain
 
 
-def test_host_cert_names_every_host(pki_host: pki.Credential) -> None:
-    names = pki_host.certificate.extensions.get_extension_for_class(
+def test_host_cert_names_every_host(fts_pki: FTSTestPKI) -> None:
+    names = fts_pki.host.certificate.extensions.get_extension_for_class(
         x509.SubjectAlternativeName
     ).value
 
@@ -224,10 +223,10 @@ def test_host_cert_names_every_host(pki_host: pki.Credential) -> None:
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
 
 
-def test_reprs_never_show_key_material(pki_voms_proxy: pki.Credential) -> None:
-    key_text = pki_voms_proxy.key_pem.decode()
+def test_reprs_never_show_key_material(fts_pki: FTSTestPKI) -> None:
+    key_text = fts_pki.voms_proxy.key_pem.decode()
     key_body = key_text.splitlines()[1]
 
-    assert key_body not in repr(pki_voms_proxy)
-    assert key_body not in repr(pki_voms_proxy.proxy_pem)
-    assert key_body not in repr(pki_voms_proxy.key_pem)
+    assert key_body not in repr(fts_pki.voms_proxy)
+    assert key_body not in repr(fts_pki.voms_proxy.proxy_pem)
+    assert key_body not in repr(fts_pki.voms_proxy.key_pem)

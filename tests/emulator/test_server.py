@@ -148,6 +148,27 @@ def test_host_certificate_is_root(fts_emulator: FTSEmulator, fts_pki: FTSTestPKI
     assert root.get("/status/hosts").status_code == 200
 
 
+def test_root_is_granted_every_level_and_reaches_every_job(
+    fts_emulator: FTSEmulator, fts_pki: FTSTestPKI, voms_user: Client
+) -> None:
+    # One identity model: what /whoami says root may do is what the job store lets it do.
+    whoami = voms_user.get("/whoami").json()
+    fts_emulator.delegate(whoami["delegation_id"], USER_DN, fqans=whoami["voms_cred"])
+    job_id = voms_user.post("/jobs", json=JOB).json()["job_id"]
+    root = proxy_client(fts_emulator, fts_pki, fts_pki.host_proxy_path)
+    root_whoami = root.get("/whoami").json()
+
+    seen = root.get(f"/jobs/{job_id}")
+    canceled = root.delete(f"/jobs/{job_id}")
+
+    assert root_whoami["vos"] != whoami["vos"]  # root is in no VO of the user
+    assert root_whoami["level"] == {
+        op: "all" for op in ("transfer", "deleg", "config", "admin", "datamanagement")
+    }
+    assert seen.status_code == 200 and seen.json()["user_dn"] == USER_DN
+    assert canceled.status_code == 200 and canceled.json()["job_state"] == "CANCELED"
+
+
 def test_token_user_is_oauth2_without_delegation(
     fts_emulator: FTSEmulator, fts_pki: FTSTestPKI
 ) -> None:

@@ -110,6 +110,8 @@ async def wait_all(hook: FTSHook, submitted: dict[str, str]) -> tuple[list[dict]
     return [event for events in results for event in events], poller.rounds
 
 
+# Slow (tens of seconds): `make test` and CI run it; `pytest -m "not slow"` skips it locally.
+@pytest.mark.slow
 def test_a_thousand_jobs_each_end_once_with_every_file_reported(busy_emulator):
     hook = FTSHook()
     started = time.monotonic()

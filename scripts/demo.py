@@ -8,8 +8,9 @@ file's source, destination, bytes and ADLER32 at both ends (computed here, on di
 the FTS job ids and final states asked of the emulator. Everything is removed afterwards,
 also on failure. The exit status is non-zero unless every file arrived intact.
 
-Run it from a clone: ``python -m airflow_provider_fts.testing.demo`` (``--keep`` keeps
-the directory for a look around).
+Run it from a clone with the provider installed: ``make demo`` or ``python scripts/demo.py``
+(``--keep`` keeps the directory for a look around). It lives outside the package because
+it needs the repository's ``example_dags/``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.testing.environment import FTSTestPKI, make_test_pki
 from airflow_provider_fts.testing.server import FTSEmulator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO / "example_dags"
 DAG_ID = "example_fts_replication"
 SITES = ("davs://site-a.example", "davs://site-b.example")
@@ -65,7 +66,7 @@ class Moved:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_fts.testing.demo")
+    parser = argparse.ArgumentParser(prog="scripts/demo.py")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     started = time.monotonic()
