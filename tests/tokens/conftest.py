@@ -22,7 +22,7 @@ from airflow_provider_fts.client.oidc import OIDCSettings, reset_token_sources
 from airflow_provider_fts.testing import pki
 
 IDP_DIR = Path(__file__).parent / "idp"
-ROBOT_SECRET = "robot-secret-for-tests"  # noqa: S105 - a throw-away secret of the test IdP
+ROBOT_SECRET = "robot-secret-for-tests"  # a throw-away secret of the test IdP
 SHORT_TTL = 10  # seconds: the lifetime of fts-robot-short's tokens (the expiry tests)
 FTS_AUDIENCE = "https://localhost:8446"
 
