@@ -45,8 +45,14 @@ class IdP:
     def reset_counts(self) -> None:
         requests.post(self.issuer + "/test/reset", verify=self.ca_file, timeout=10)
 
-    def user_refresh_token(self, resource: str = FTS_AUDIENCE, scope: str = "fts") -> str:
-        """A fresh refresh token of user ``test-user`` for client ``fts-user``."""
+    def user_refresh_token(
+        self, resource: str | list[str] = FTS_AUDIENCE, scope: str = "fts"
+    ) -> str:
+        """A fresh refresh token of user ``test-user`` for client ``fts-user``.
+
+        :param resource: the audience (or audiences) the user consented to.
+        :param scope: the scopes the user consented to (for each audience).
+        """
         answer = requests.post(
             self.issuer + "/test/refresh-token",
             data=json.dumps({"resource": resource, "scope": scope}),
@@ -55,6 +61,18 @@ class IdP:
         )
         answer.raise_for_status()
         return answer.json()["refresh_token"]
+
+    def user(self, refresh_token: str, **overrides: object) -> OIDCSettings:
+        values: dict = {
+            "issuer": self.issuer,
+            "client_id": "fts-user",
+            "refresh_token": refresh_token,
+            "scope": "fts",
+            "audience": FTS_AUDIENCE,
+            "verify": self.ca_file,
+        }
+        values.update(overrides)
+        return OIDCSettings(**values)
 
     def robot(self, client_id: str = "fts-robot", **overrides: object) -> OIDCSettings:
         values: dict = {

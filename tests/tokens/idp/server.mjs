@@ -116,17 +116,19 @@ function configuration() {
 }
 
 async function seedRefreshToken(provider, { resource, scope }) {
+  // resource: one URL or a list (the FTS endpoint and storage endpoints of one user).
+  const resources = Array.isArray(resource) ? resource : [resource];
   const client = await provider.Client.find('fts-user');
   const grant = new provider.Grant({ accountId: USER, clientId: client.clientId });
   grant.addOIDCScope('openid offline_access');
-  grant.addResourceScope(resource, scope);
+  for (const url of resources) grant.addResourceScope(url, scope);
   const grantId = await grant.save();
   const refreshToken = new provider.RefreshToken({
     accountId: USER,
     client,
     grantId,
     gty: 'authorization_code',
-    resource,
+    resource: resources.length === 1 ? resources[0] : resources,
     scope: `openid offline_access ${scope}`,
   });
   return refreshToken.save();
