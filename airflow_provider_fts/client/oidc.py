@@ -16,12 +16,13 @@ log line or an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -102,7 +103,28 @@ class _Grant:
     def __repr__(self) -> str:
         return "_Grant()"
 
-    def async_lock(self) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold :attr:`lock` from an event loop without blocking it.
+
+        Tasks of one loop queue on an asyncio lock; the one in front waits for the
+        thread lock (held by a sync fetch, if any) in a worker thread.
+        """
+        async with self._async_lock():
+            if not self.lock.acquire(blocking=False):
+                waiting = asyncio.ensure_future(asyncio.to_thread(self.lock.acquire))
+                try:
+                    await asyncio.shield(waiting)
+                except asyncio.CancelledError:
+                    # The thread still gets the lock: hand it back once it has.
+                    waiting.add_done_callback(lambda _: self.lock.release())
+                    raise
+            try:
+                yield
+            finally:
+                self.lock.release()
+
+    def _async_lock(self) -> asyncio.Lock:
         """The lock of the running event loop (an asyncio lock never blocks the loop)."""
         loop = asyncio.get_running_loop()
         with self._guard:
@@ -236,7 +258,7 @@ class TokenSource:
         current = self._token
         if current is not None and self._clock() < current.renew_at:
             return current.value
-        async with self._grant.async_lock():
+        async with self._grant.exclusive():
             current = self._token
             if current is not None and self._clock() < current.renew_at:
                 return current.value
@@ -244,7 +266,7 @@ class TokenSource:
 
     async def renew_async(self, used: str, client: httpx.AsyncClient | None = None) -> str:
         """:meth:`renew` for an event loop."""
-        async with self._grant.async_lock():
+        async with self._grant.exclusive():
             current = self._token
             if current is not None and current.value != used:
                 return current.value

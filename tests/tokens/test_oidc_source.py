@@ -240,3 +240,44 @@ def test_anonymous_answers_are_recognised(
     method: str, path: str, status: int, body: dict, anonymous: bool
 ) -> None:
     assert is_anonymous_answer(method, path, status, body) is anonymous
+
+
+class _SlowSession(requests.Session):
+    """A real session whose token requests take half a second (a slow identity provider)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = threading.Event()
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        if method == "POST":
+            self.sending.set()
+            time.sleep(0.5)
+        return super().request(method, url, *args, **kwargs)
+
+
+async def test_async_callers_wait_for_a_sync_fetch_without_blocking_the_loop(
+    counted: IdP,
+) -> None:
+    session = _SlowSession()
+    source = TokenSource(counted.robot(), session=session)
+    sync_tokens: list[str] = []
+    thread = threading.Thread(target=lambda: sync_tokens.append(source.token()))
+    thread.start()
+    await asyncio.to_thread(session.sending.wait, 5)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while thread.is_alive():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticking = asyncio.create_task(tick())
+    async_token = await source.token_async()
+    await ticking
+    thread.join()
+
+    assert async_token == sync_tokens[0]  # the async caller took the sync fetch's token
+    assert counted.token_requests() == 1 and source.fetches == 1
+    assert ticks >= 10  # the loop kept running while the sync fetch held the lock
