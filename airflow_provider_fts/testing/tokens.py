@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from airflow_provider_fts.client.oidc_wire import b64url_decode, jwt_claims
+from airflow_provider_fts.testing.identity import BASE_ID
 
 __all__ = [
     "WLCG_ANY_AUDIENCE",
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
-BASE_ID = uuid.UUID("01874efb-4735-4595-bc9c-591aef8240c9")
 _LEVELS = ("transfer", "deleg", "config", "admin", "datamanagement")
 _REQUIRED_CLAIMS = ("iss", "nbf", "exp", "scope", "aud")  # what FTS stores in t_token
 _JWKS_TTL = 24 * 3600.0  # FTS keeps a provider's keys a day

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -17,7 +18,8 @@ from airflow_provider_fts.client.oidc import (
     jwt_claims,
     token_source,
 )
-from airflow_provider_fts.client.oidc_wire import token_form
+from airflow_provider_fts.client.oidc_wire import parse_token_answer, token_form
+from airflow_provider_fts.testing.tokens import TestIssuer
 from tests.tokens.conftest import FTS_AUDIENCE, ROBOT_SECRET, SHORT_TTL, IdP
 
 
@@ -281,3 +283,26 @@ async def test_async_callers_wait_for_a_sync_fetch_without_blocking_the_loop(
     assert async_token == sync_tokens[0]  # the async caller took the sync fetch's token
     assert counted.token_requests() == 1 and source.fetches == 1
     assert ticks >= 10  # the loop kept running while the sync fetch held the lock
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "jwt_lifetime", "lifetime"),
+    [(3600, 600, 600), (600, 3600, 600), (None, 900, 900), (1200, None, 1200)],
+)
+def test_expiry_is_the_earlier_of_expires_in_and_the_jwt_exp(
+    expires_in: int | None, jwt_lifetime: int | None, lifetime: int
+) -> None:
+    settings = OIDCSettings("https://iam.example.org", "c", client_secret="s")
+    token = "opaque-token"
+    if jwt_lifetime is not None:
+        token = TestIssuer().mint("robot", FTS_AUDIENCE, lifetime=jwt_lifetime)
+    started = time.time()
+    body = {"access_token": token, "token_type": "Bearer"}
+    if expires_in is not None:
+        body["expires_in"] = expires_in
+
+    answer = parse_token_answer(settings, 200, json.dumps(body).encode(), started, margin=60)
+
+    assert answer.token.expires_at == pytest.approx(started + lifetime, abs=1)
+    assert answer.token.renew_at == pytest.approx(started + lifetime - 60, abs=1)
+    assert token not in repr(answer)
