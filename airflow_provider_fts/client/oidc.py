@@ -1,0 +1,336 @@
+"""OIDC access tokens fetched, cached and renewed by the client itself (no cron job beside it).
+
+A :class:`TokenSource` holds one token for one credential key (issuer, client, grant,
+audience, scope) and is shared by every caller in the process (:func:`token_source`). It
+fetches on first use and renews before expiry, leaving a margin that covers the slowest
+request. A real FTS server never says "expired": it ignores a bad token and answers as for
+an anonymous user (:func:`is_anonymous_answer`), so a caller that gets such an answer for a
+token that worked before calls :meth:`TokenSource.renew` once and retries once.
+
+The sync path (``requests``) and the async path (``httpx``, for the triggerer) share the
+request building (:func:`token_form`) and the answer parsing (:func:`parse_token_answer`);
+only the sending differs. Tokens, secrets and refresh tokens never appear in a ``repr``, a
+log line or an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import requests
+
+from airflow_provider_fts.client.errors import FTSConnectionError
+from airflow_provider_fts.client.oidc_wire import (
+    Answer,
+    OIDCSettings,
+    Token,
+    TokenError,
+    discovery_url,
+    is_anonymous_answer,
+    jwt_claims,
+    parse_discovery,
+    parse_token_answer,
+    token_form,
+)
+
+__all__ = [
+    "OIDCSettings",
+    "TokenError",
+    "TokenSource",
+    "is_anonymous_answer",
+    "jwt_claims",
+    "reset_token_sources",
+    "token_source",
+]
+
+_DEFAULT_MARGIN = 60.0  # seconds: twice the default request timeout
+
+
+def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
+    if verify is True or verify is False:
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
+class _DiscoveryCache:
+    """Token endpoints by issuer, looked up once per process."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, issuer: str) -> str | None:
+        return self._endpoints.get(issuer.rstrip("/"))
+
+    def put(self, issuer: str, endpoint: str) -> None:
+        with self._lock:
+            self._endpoints[issuer.rstrip("/")] = endpoint
+
+    def clear(self) -> None:
+        with self._lock:
+            self._endpoints.clear()
+
+
+_DISCOVERY_CACHE = _DiscoveryCache()
+
+
+class _Grant:
+    """What the token requests of one grant share, so that they go one at a time.
+
+    For the refresh-token grant that is every source of one user's refresh token (FTS
+    token, storage tokens): the provider may rotate the refresh token on each use and
+    revoke the whole grant if a spent one is used again.
+    """
+
+    def __init__(self, refresh_token: str | None) -> None:
+        self.lock = threading.Lock()
+        self.refresh_token = refresh_token
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._async_locks = weakref.WeakKeyDictionary()
+        self._guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "_Grant()"
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold :attr:`lock` from an event loop without blocking it.
+
+        Tasks of one loop queue on an asyncio lock; the one in front waits for the
+        thread lock (held by a sync fetch, if any) in a worker thread.
+        """
+        async with self._async_lock():
+            if not self.lock.acquire(blocking=False):
+                waiting = asyncio.ensure_future(asyncio.to_thread(self.lock.acquire))
+                try:
+                    await asyncio.shield(waiting)
+                except asyncio.CancelledError:
+                    # The thread still gets the lock: hand it back once it has.
+                    waiting.add_done_callback(lambda _: self.lock.release())
+                    raise
+            try:
+                yield
+            finally:
+                self.lock.release()
+
+    def _async_lock(self) -> asyncio.Lock:
+        """The lock of the running event loop (an asyncio lock never blocks the loop)."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            lock = self._async_locks.get(loop)
+            if lock is None:
+                lock = self._async_locks[loop] = asyncio.Lock()
+        return lock
+
+
+_GRANTS: dict[tuple, _Grant] = {}
+_GRANTS_LOCK = threading.Lock()
+
+
+def _grant_for(settings: OIDCSettings) -> _Grant:
+    if not settings.refresh_token:
+        return _Grant(None)
+    key = (settings.issuer.rstrip("/"), settings.client_id, settings.subject)
+    with _GRANTS_LOCK:
+        grant = _GRANTS.get(key)
+        if grant is None:
+            grant = _GRANTS[key] = _Grant(settings.refresh_token)
+    return grant
+
+
+class TokenSource:
+    """One access token for one credential key, fetched on first use and renewed in time.
+
+    Thread-safe: when many threads ask at once, one fetches and the others wait for it.
+    The async path (:meth:`token_async`) never blocks its event loop.
+
+    :param settings: the issuer, client and grant.
+    :param margin: seconds before expiry to renew at (capped at half the lifetime).
+    :param clock: wall-clock seconds (tests may pass a fake one).
+    :param session: the ``requests`` session of the sync path.
+    """
+
+    def __init__(
+        self,
+        settings: OIDCSettings,
+        *,
+        margin: float = _DEFAULT_MARGIN,
+        clock: Callable[[], float] = time.time,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        self.margin = margin
+        self._clock = clock
+        self._session = session or requests.Session()
+        self._token: Token | None = None
+        self._grant = _grant_for(settings)
+        self.fetches = 0  # token requests made: what the tests and benchmarks count
+
+    def __repr__(self) -> str:
+        state = "none" if self._token is None else f"expires_at={self._token.expires_at:.0f}"
+        s = self.settings
+        who = f"issuer={s.issuer!r}, client_id={s.client_id!r}, grant={s.grant!r}"
+        return f"TokenSource({who}, {state})"
+
+    def adopt(self, settings: OIDCSettings) -> None:
+        """Use changed settings of the same credential key (e.g. a new client secret)."""
+        if settings.key != self.settings.key:
+            raise ValueError("adopt() needs settings of the same credential key")
+        self.settings = settings
+
+    # -- sync ---------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A token valid for at least the margin (fetched now if needed)."""
+        current = self._token
+        if current is not None and self._clock() < current.renew_at:
+            return current.value
+        with self._grant.lock:
+            current = self._token
+            if current is not None and self._clock() < current.renew_at:
+                return current.value
+            return self._fetch_sync()
+
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def renew(self, used: str) -> str:
+        """Renew once after FTS ignored ``used``; a token another caller renewed is reused."""
+        with self._grant.lock:
+            current = self._token
+            if current is not None and current.value != used:
+                return current.value
+            return self._fetch_sync()
+
+    def invalidate(self) -> None:
+        """Forget the token: the next :meth:`token` fetches a new one."""
+        self._token = None
+
+    def _fetch_sync(self) -> str:
+        endpoint = _DISCOVERY_CACHE.get(self.settings.issuer) or self._discover_sync()
+        form, headers = token_form(self.settings, self._grant.refresh_token)
+        started = self._clock()
+        response = self._send_sync("POST", endpoint, data=form, headers=headers)
+        return self._store(parse_token_answer(self.settings, *response, started, self.margin))
+
+    def _discover_sync(self) -> str:
+        issuer = self.settings.issuer
+        status, body = self._send_sync("GET", discovery_url(issuer))
+        endpoint = parse_discovery(issuer, status, body)
+        _DISCOVERY_CACHE.put(issuer, endpoint)
+        return endpoint
+
+    def _send_sync(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        try:
+            response = self._session.request(
+                method, url, verify=self.settings.verify, timeout=self.settings.timeout, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise _unreachable(url, exc) from None
+        return response.status_code, response.content
+
+    def _store(self, answer: Answer) -> str:
+        # Called with the grant's lock held: one request of this grant at a time.
+        self._token = answer.token
+        if answer.refresh_token and self.settings.refresh_token:
+            self._grant.refresh_token = answer.refresh_token  # rotated: the old one is spent
+        self.fetches += 1
+        return answer.token.value
+
+    # -- async --------------------------------------------------------------------------
+
+    async def token_async(self, client: httpx.AsyncClient | None = None) -> str:
+        """:meth:`token` for an event loop: waits for a fetch without blocking the loop.
+
+        :param client: an ``httpx.AsyncClient`` to send with (one is made if None).
+        """
+        current = self._token
+        if current is not None and self._clock() < current.renew_at:
+            return current.value
+        async with self._grant.exclusive():
+            current = self._token
+            if current is not None and self._clock() < current.renew_at:
+                return current.value
+            return await self._fetch_async(client)
+
+    async def renew_async(self, used: str, client: httpx.AsyncClient | None = None) -> str:
+        """:meth:`renew` for an event loop."""
+        async with self._grant.exclusive():
+            current = self._token
+            if current is not None and current.value != used:
+                return current.value
+            return await self._fetch_async(client)
+
+    async def _fetch_async(self, client: httpx.AsyncClient | None) -> str:
+        if client is None:
+            verify = _ssl_context(self.settings.verify)
+            async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as own:
+                return await self._fetch_async(own)
+        issuer = self.settings.issuer
+        endpoint = _DISCOVERY_CACHE.get(issuer)
+        if endpoint is None:
+            endpoint = parse_discovery(
+                issuer, *await _send_async(client, "GET", discovery_url(issuer))
+            )
+            _DISCOVERY_CACHE.put(issuer, endpoint)
+        form, headers = token_form(self.settings, self._grant.refresh_token)
+        started = self._clock()
+        response = await _send_async(client, "POST", endpoint, data=form, headers=headers)
+        return self._store(parse_token_answer(self.settings, *response, started, self.margin))
+
+
+async def _send_async(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> tuple[int, bytes]:
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        raise _unreachable(url, exc) from None
+    return response.status_code, response.content
+
+
+def _unreachable(url: str, exc: Exception) -> FTSConnectionError:
+    # The exception text is not repeated: some libraries quote the request in it.
+    return FTSConnectionError(
+        f"cannot reach the identity provider at {url}: {type(exc).__name__}", maybe_sent=True
+    )
+
+
+_SOURCES: dict[tuple, TokenSource] = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
+    """The process-wide :class:`TokenSource` of ``settings.key`` (made on first use).
+
+    :param settings: the credential.
+    :param kwargs: :class:`TokenSource` options, used only when the source is made.
+    """
+    with _SOURCES_LOCK:
+        source = _SOURCES.get(settings.key)
+        if source is None:
+            source = _SOURCES[settings.key] = TokenSource(settings, **kwargs)
+            return source
+    if settings != source.settings:
+        source.adopt(settings)
+    return source
+
+
+def reset_token_sources() -> None:
+    """Forget every cached token and discovery document (tests, or after a config change)."""
+    with _SOURCES_LOCK:
+        _SOURCES.clear()
+    with _GRANTS_LOCK:
+        _GRANTS.clear()
+    _DISCOVERY_CACHE.clear()

@@ -1,0 +1,131 @@
+"""A real OpenID provider (panva's oidc-provider on Node) for the token tests.
+
+``idp`` starts ``tests/tokens/idp/server.mjs`` once per session over HTTPS with a host
+certificate of the test PKI, after ``npm ci`` if its ``node_modules`` is missing (``.ci/run``
+installs it ahead). Tests skip when no ``node``/``npm`` is on the PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from airflow_provider_fts.client.oidc import OIDCSettings, reset_token_sources
+from airflow_provider_fts.testing import pki
+
+IDP_DIR = Path(__file__).parent / "idp"
+ROBOT_SECRET = "robot-secret-for-tests"  # a throw-away secret of the test IdP
+SHORT_TTL = 10  # seconds: the lifetime of fts-robot-short's tokens (the expiry tests)
+FTS_AUDIENCE = "https://localhost:8446"
+
+
+@dataclass(frozen=True)
+class IdP:
+    """The running identity provider and what a test needs to talk to it."""
+
+    issuer: str
+    ca_file: str
+    process: subprocess.Popen
+
+    def get(self, path: str) -> dict:
+        return requests.get(self.issuer + path, verify=self.ca_file, timeout=10).json()
+
+    def token_requests(self) -> int:
+        """``POST /token`` requests the provider has answered since the last reset."""
+        return self.get("/test/counts")["token"]
+
+    def reset_counts(self) -> None:
+        requests.post(self.issuer + "/test/reset", verify=self.ca_file, timeout=10)
+
+    def user_refresh_token(
+        self, resource: str | list[str] = FTS_AUDIENCE, scope: str = "fts"
+    ) -> str:
+        """A fresh refresh token of user ``test-user`` for client ``fts-user``.
+
+        :param resource: the audience (or audiences) the user consented to.
+        :param scope: the scopes the user consented to (for each audience).
+        """
+        answer = requests.post(
+            self.issuer + "/test/refresh-token",
+            data=json.dumps({"resource": resource, "scope": scope}),
+            verify=self.ca_file,
+            timeout=10,
+        )
+        answer.raise_for_status()
+        return answer.json()["refresh_token"]
+
+    def user(self, refresh_token: str, **overrides: object) -> OIDCSettings:
+        values: dict = {
+            "issuer": self.issuer,
+            "client_id": "fts-user",
+            "refresh_token": refresh_token,
+            "scope": "fts",
+            "audience": FTS_AUDIENCE,
+            "verify": self.ca_file,
+        }
+        values.update(overrides)
+        return OIDCSettings(**values)
+
+    def robot(self, client_id: str = "fts-robot", **overrides: object) -> OIDCSettings:
+        values: dict = {
+            "issuer": self.issuer,
+            "client_id": client_id,
+            "client_secret": ROBOT_SECRET,
+            "scope": "fts",
+            "audience": FTS_AUDIENCE,
+            "verify": self.ca_file,
+        }
+        values.update(overrides)
+        return OIDCSettings(**values)
+
+
+def _install(npm: str) -> None:
+    if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=IDP_DIR, check=True, capture_output=True
+        )
+
+
+@pytest.fixture(scope="session")
+def idp(pki_ca: pki.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdP]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("the token tests need Node.js (node and npm) for their identity provider")
+    _install(npm)
+    directory = tmp_path_factory.mktemp("idp")
+    host = pki_ca.issue_host_cert("localhost", "127.0.0.1")
+    env = dict(
+        os.environ,
+        IDP_CERT=str(host.chain_pem.write_to_path(directory / "cert.pem")),
+        IDP_KEY=str(host.key_pem.write_to_path(directory / "key.pem")),
+        IDP_ROBOT_SECRET=ROBOT_SECRET,
+        IDP_SHORT_TTL=str(SHORT_TTL),
+    )
+    ca_file = str(pki_ca.cert_pem.write_to_path(directory / "ca.pem", mode=0o644))
+    process = subprocess.Popen(
+        [node, "server.mjs"], cwd=IDP_DIR, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        if not line:
+            raise RuntimeError(f"the test IdP did not start (exit code {process.poll()})")
+        yield IdP(json.loads(line)["issuer"], ca_file, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def fresh_token_sources() -> Iterator[None]:
+    """Every test starts without cached tokens or discovery documents."""
+    reset_token_sources()
+    yield
+    reset_token_sources()
