@@ -3,7 +3,7 @@
 from airflow_provider_fts.client import Credentials, FTSClient
 
 with FTSClient("https://fts3.example.org:8446", Credentials.from_proxy_file(path)) as fts:
-    job_id = fts.submit([("davs://a.example/f", "davs://b.example/f")], verify_checksum="both")
+    job_id = fts.submit_job([("davs://a.example/f", "davs://b.example/f")], verify_checksum="both")
     print(fts.get_job(job_id)["job_state"])
 """
 
@@ -23,6 +23,7 @@ from airflow_provider_fts.client.errors import (
     NeedsDelegation,
     NotAuthorised,
     NotFound,
+    ServerCertificateError,
     ServerError,
     TryAgain,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "NeedsDelegation",
     "NotAuthorised",
     "NotFound",
+    "ServerCertificateError",
     "ServerError",
     "Transfer",
     "Trust",

@@ -88,7 +88,7 @@ def test_token_connection_needs_no_delegation(define_connection):
 
     assert ok, message
     assert "no delegation needed" in message
-    assert hook.delegate() == ""
+    assert hook.delegate() is None
 
 
 def test_connection_test_reports_an_untrusted_server_without_raising(
@@ -185,7 +185,7 @@ def test_cancel_files_cancels_one_file(hook):
 def test_set_priority_changes_the_job_priority(hook):
     job_id = hook.submit_job([(STAGED, SLOW.format(name="g"))], priority=2, **STAGING)
 
-    hook.set_priority(job_id, 5)
+    hook.set_priority([job_id], 5)
 
     assert hook.get_job(job_id)["priority"] == 5
     hook.cancel_job(job_id)
