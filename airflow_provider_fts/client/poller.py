@@ -67,8 +67,8 @@ class JobPoller:
 
     :param endpoint: ``https://host:port`` of the FTS REST server.
     :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
-    :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
     :param token: Bearer token, for token credentials.
+    :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
     :param timeout: Seconds for one request.
     """
 
@@ -77,15 +77,19 @@ class JobPoller:
         endpoint: str,
         *,
         ssl_context: ssl.SSLContext | None = None,
-        trust: Trust | None = None,
         token: str | None = None,
+        trust: Trust | None = None,
         timeout: float = 60.0,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._ssl_context = ssl_context
+        # httpx is given the client's settings when the first request needs it.
+        self._settings = {
+            "base_url": self.endpoint,
+            "verify": ssl_context if ssl_context is not None else True,
+            "headers": protocol.request_headers(f"httpx/{httpx.__version__}", token=token),
+            "timeout": timeout,
+        }
         self._trust = trust or Trust()
-        self._token = token
-        self._timeout = timeout
         self._waiters: set[_Waiter] = set()
         self._task: asyncio.Task | None = None
         self._http: httpx.AsyncClient | None = None
@@ -99,6 +103,11 @@ class JobPoller:
     def waiting(self) -> int:
         """How many waits are in progress."""
         return len(self._waiters)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the poller holds an open HTTP client (it opens one for its next request)."""
+        return self._http is not None
 
     async def wait(
         self,
@@ -208,13 +217,7 @@ class JobPoller:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            library = f"httpx/{httpx.__version__}"
-            self._http = httpx.AsyncClient(
-                base_url=self.endpoint,
-                verify=self._ssl_context if self._ssl_context is not None else True,
-                headers=protocol.request_headers(library, token=self._token),
-                timeout=self._timeout,
-            )
+            self._http = httpx.AsyncClient(**self._settings)
         return self._http
 
 

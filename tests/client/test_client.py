@@ -203,12 +203,19 @@ def test_submit_uses_the_locally_computed_deterministic_id(make_client) -> None:
 
 def test_same_sid_twice_returns_the_existing_job(make_client, fts_emulator) -> None:
     client = make_client()
-    first = client.submit_job(transfers(), sid="same-sid")
+    batch = transfers()
+    first = client.submit_job(batch, sid="same-sid")
 
-    second = client.submit_job(transfers(), sid="same-sid")
+    second = client.submit_job(batch, sid="same-sid")
 
     assert second == first
-    assert fts_emulator.store.job_count() >= 1
+    destinations = {destination for _, destination in batch}
+    held = [
+        job["job_id"]
+        for job in fts_emulator.store.jobs_snapshot()
+        if any(f["dest_surl"] in destinations for f in job["files"])
+    ]
+    assert held == [first]
     assert fts_emulator.requests["POST /jobs"] == 2  # the 409 is the answer, not an error
 
 
