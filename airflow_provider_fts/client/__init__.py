@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from airflow_provider_fts.client.client import FTSClient
 from airflow_provider_fts.client.credentials import Credentials, Trust
+from airflow_provider_fts.client.delegation_cache import DelegationCache
 from airflow_provider_fts.client.errors import (
     AmbiguousSubmission,
     BadRequest,
@@ -35,6 +36,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Credentials",
+    "DelegationCache",
     "FTSClient",
     "FTSConnectionError",
     "FTSCredentialError",

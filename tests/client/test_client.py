@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_fts.client.client import FTSClient, normalise_endpoint
 from airflow_provider_fts.client.credentials import Credentials, Trust
+from airflow_provider_fts.client.delegation_cache import DelegationCache
 from airflow_provider_fts.client.errors import (
     AmbiguousSubmission,
     BadRequest,
@@ -115,6 +116,32 @@ def test_a_new_client_reuses_a_fresh_delegation(make_client, fts_emulator) -> No
     make_client().submit_job(transfers())
 
     assert delegation_requests(fts_emulator) == 0
+
+
+@pytest.mark.parametrize(("size", "server_checks"), [(2, 0), (1, 1)])
+def test_the_delegation_cache_is_passed_in_and_keeps_the_most_recent(
+    make_client, fts_emulator, size, server_checks
+) -> None:
+    # Given a cache of `size` entries, our fresh delegation, then another credential's
+    cache = DelegationCache(size=size)
+    make_client(delegation_cache=cache).delegate()
+    make_client(proxy=make_client.user.make_proxy(voms=DTEAM), delegation_cache=cache)
+    fts_emulator.reset_counts()
+
+    # When a new client of our credential submits
+    make_client(delegation_cache=cache).submit_job(transfers())
+
+    # Then it trusts what the cache remembers, unless our entry had to make room
+    assert len(cache) == size
+    assert fts_emulator.requests["GET /delegation/{dlg_id}"] == server_checks
+    assert delegation_requests(fts_emulator) == 0
+
+
+def test_a_token_client_delegates_nothing(fts_emulator) -> None:
+    client = FTSClient(fts_emulator.url, Credentials.from_token("t"), trust=Trust(verify=False))
+
+    assert client.delegate() is None
+    client.close()
 
 
 def test_delegation_under_the_renewal_threshold_is_renewed(make_client, fts_emulator) -> None:
