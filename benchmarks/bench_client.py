@@ -61,7 +61,7 @@ class Ours:
             started = time.perf_counter()
             for _ in range(count):
                 if operation == "submit":
-                    client.submit([(SOURCE, DESTINATION)])
+                    client.submit_job([(SOURCE, DESTINATION)])
                 else:
                     client.get_job(job_id, files=operation == "status_files")
             return time.perf_counter() - started
@@ -118,7 +118,7 @@ def main() -> None:
     with EmulatorProcess() as emulator:
         info = emulator.info
         with make_client(info) as client:
-            job_id = client.submit([(SOURCE, DESTINATION)])
+            job_id = client.submit_job([(SOURCE, DESTINATION)])
         clients: list = [Ours(info), Floor(info)]
         official = OfficialClient(info) if OFFICIAL_PYTHON.exists() else None
         if official is None:

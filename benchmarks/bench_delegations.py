@@ -32,7 +32,7 @@ from harness import (
     use_private_airflow,
 )
 
-from airflow_provider_fts.client.client import _DelegationMemo
+from airflow_provider_fts.client.delegation_cache import SHARED_DELEGATIONS
 from airflow_provider_fts.client.errors import FTSError
 
 SOURCE = "mock://src.example/f"
@@ -102,7 +102,7 @@ def official(emulator: EmulatorProcess, submits: int, failures: list[str]) -> No
 def forget_delegation(emulator: EmulatorProcess) -> None:
     """Remove the server's delegation, so the next scenario starts from none, and what
     this process remembers of it, so the scenario plays a fresh worker process."""
-    _DelegationMemo._registry.clear()
+    SHARED_DELEGATIONS.clear()
     with make_client(emulator.info) as client:
         if client.get_delegation() is not None:
             client.transport.request("DELETE", f"/delegation/{client.delegation_id}")

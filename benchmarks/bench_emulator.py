@@ -91,9 +91,9 @@ def main() -> None:
     rows = []
     with EmulatorProcess() as emulator:
         with make_client(emulator.info) as client:
-            job_ids = [client.submit([("mock://src.example/f", "mock://dst.example/f")])]
+            job_ids = [client.submit_job([("mock://src.example/f", "mock://dst.example/f")])]
             job_ids += [
-                client.submit([(f"mock://src.example/f{n}", f"mock://dst.example/f{n}")])
+                client.submit_job([(f"mock://src.example/f{n}", f"mock://dst.example/f{n}")])
                 for n in range(JOBS - 1)
             ]
         for name, (path, query, count) in request_kinds(job_ids, args.requests).items():

@@ -117,7 +117,7 @@ def submit_long_jobs(emulator: EmulatorProcess, count: int) -> list[str]:
     with make_client(emulator.info) as client, ThreadPoolExecutor(4) as pool:
         return list(
             pool.map(
-                lambda n: client.submit([("mock://src.example/f", LONG_JOB.format(n=n))]),
+                lambda n: client.submit_job([("mock://src.example/f", LONG_JOB.format(n=n))]),
                 range(count),
             )
         )
@@ -137,7 +137,7 @@ async def start_waits(job_ids: list[str], poll_interval: float) -> tuple[list[as
 
     tasks = [asyncio.create_task(wait(job_id)) for job_id in job_ids]
     poller = await FTSHook().aget_poller()
-    while len(poller._waiters) < len(job_ids):  # a private read, for benchmarks only
+    while poller.waiting < len(job_ids):
         await asyncio.sleep(0.01)
     return tasks, poller
 

@@ -3,7 +3,7 @@
 from airflow_provider_fts.client import Credentials, FTSClient
 
 with FTSClient("https://fts3.example.org:8446", Credentials.from_proxy_file(path)) as fts:
-    job_id = fts.submit([("davs://a.example/f", "davs://b.example/f")], verify_checksum="both")
+    job_id = fts.submit_job([("davs://a.example/f", "davs://b.example/f")], verify_checksum="both")
     print(fts.get_job(job_id)["job_state"])
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from airflow_provider_fts.client.client import FTSClient
 from airflow_provider_fts.client.credentials import Credentials, Trust
+from airflow_provider_fts.client.delegation_cache import DelegationCache
 from airflow_provider_fts.client.errors import (
     AmbiguousSubmission,
     BadRequest,
@@ -23,6 +24,7 @@ from airflow_provider_fts.client.errors import (
     NeedsDelegation,
     NotAuthorised,
     NotFound,
+    ServerCertificateError,
     ServerError,
     TryAgain,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Credentials",
+    "DelegationCache",
     "FTSClient",
     "FTSConnectionError",
     "FTSCredentialError",
@@ -46,6 +49,7 @@ __all__ = [
     "NeedsDelegation",
     "NotAuthorised",
     "NotFound",
+    "ServerCertificateError",
     "ServerError",
     "Transfer",
     "Trust",

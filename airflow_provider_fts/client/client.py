@@ -10,85 +10,43 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from cryptography.hazmat.primitives import hashes
-
+from airflow_provider_fts.client import protocol
 from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.client.delegation import (
     DelegationPolicy,
     parse_termination_time,
     sign_proxy_request,
 )
+from airflow_provider_fts.client.delegation_cache import SHARED_DELEGATIONS, DelegationCache
 from airflow_provider_fts.client.errors import (
     AmbiguousSubmission,
     BadRequest,
     Conflict,
     FTSConnectionError,
+    FTSError,
     FTSValidationError,
     NeedsDelegation,
     NotFound,
     TryAgain,
 )
-from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
+from airflow_provider_fts.client.protocol import check_id, files_params
 from airflow_provider_fts.client.submission import BASE_ID, build_submission, expected_job_id
 from airflow_provider_fts.client.transport import RetryPolicy, Transport
 
-__all__ = ["DEFAULT_PORT", "MAX_IDS_PER_REQUEST", "FTSClient", "normalise_endpoint"]
+__all__ = ["DEFAULT_PORT", "FTSClient", "normalise_endpoint"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 DEFAULT_PORT = 8446
 #: What FTS answers a delegation that lost a race with another one for the same id.
 _DELEGATION_RACE = ("does not match the stored", "No credential cache found")
-MAX_IDS_PER_REQUEST = 100
-MAX_LIST_LIMIT = 500
-_LIST_FILTERS = frozenset(
-    {
-        "vo_name",
-        "user_dn",
-        "dlg_id",
-        "state_in",
-        "source_se",
-        "dest_se",
-        "time_window",
-        "limit",
-        "fields",
-    }
-)
-
-
-@dataclass
-class _DelegationMemo:
-    """What this process knows of one delegation (endpoint + credential)."""
-
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    expires: datetime | None = None
-    checked_at: float | None = None
-
-    _registry: ClassVar[dict[str, _DelegationMemo]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def shared(cls, endpoint: str, credentials: Credentials) -> _DelegationMemo:
-        if not credentials.chain:  # tokens are not delegated
-            return cls()
-        identity = credentials.chain[0].fingerprint(hashes.SHA256()).hex()
-        with cls._registry_lock:
-            return cls._registry.setdefault(f"{endpoint}|{identity}", cls())
-
-    def remember(self, expires: datetime | None) -> None:
-        self.expires = expires
-        self.checked_at = time.monotonic()
-
-    def checked_within(self, seconds: float) -> bool:
-        return self.checked_at is not None and time.monotonic() - self.checked_at < seconds
 
 
 def normalise_endpoint(endpoint: str, *, port: int | None = None, field: str = "endpoint") -> str:
@@ -126,6 +84,18 @@ class FTSClient:
 
     Thread-safe for the calls a worker makes; create one per endpoint and credential and
     reuse it (it pools connections and remembers the identity and delegation state).
+
+    :param endpoint: The FTS REST endpoint (``host``, ``host:port`` or ``https://host:port``).
+    :param credentials: Proxy, certificate or token (default: from the environment).
+    :param trust: The CAs that verify the server (default: from the environment).
+    :param timeout: Connect and read timeouts in seconds.
+    :param retries: Retries of idempotent requests after a passing fault.
+    :param backoff: First retry delay in seconds (doubled each time, with jitter).
+    :param delegation_lifetime: Lifetime of a proxy delegated to FTS.
+    :param renew_below: Delegate again when the server's proxy has less than this left.
+    :param delegation_check_interval: Seconds between checks of the server's delegation.
+    :param user_agent: The User-Agent header (ours by default).
+    :param delegation_cache: What clients know of delegations (a shared one by default).
     """
 
     def __init__(
@@ -141,6 +111,7 @@ class FTSClient:
         renew_below: timedelta = timedelta(hours=6),
         delegation_check_interval: float = 300.0,
         user_agent: str | None = None,
+        delegation_cache: DelegationCache | None = None,
     ) -> None:
         self.endpoint = normalise_endpoint(endpoint)
         self.credentials = (
@@ -152,6 +123,7 @@ class FTSClient:
         self.transport = Transport(
             self.endpoint,
             self.credentials.ssl_context(self.trust),
+            trust=self.trust,
             token=self.credentials.token,
             timeout=timeout,
             retry=RetryPolicy(retries=retries, backoff=backoff),
@@ -159,7 +131,8 @@ class FTSClient:
         )
         self._lock = threading.RLock()
         self._whoami: dict | None = None
-        self._delegation = _DelegationMemo.shared(self.endpoint, self.credentials)
+        cache = SHARED_DELEGATIONS if delegation_cache is None else delegation_cache
+        self._delegation = cache.memo(self.endpoint, self.credentials)
 
     def __enter__(self) -> FTSClient:
         return self
@@ -215,14 +188,15 @@ class FTSClient:
             return None
         return {"termination_time": termination, "voms_attrs": body.get("voms_attrs", [])}
 
-    def delegate(self, lifetime: timedelta | None = None, force: bool = False) -> str:
-        """Make sure FTS holds a proxy of ours; return the delegation id.
+    def delegate(self, lifetime: timedelta | None = None, force: bool = False) -> str | None:
+        """Make sure FTS holds a proxy of ours; return the delegation id (None for a token,
+        which is never delegated).
 
         Always asks the server. Delegates when there is no delegation, when it has less
         than ``renew_below`` left (and a new one would last longer), or when ``force``.
         """
         if self.uses_token:
-            return ""
+            return None
         self.credentials.check_usable("submit")
         with self._delegation.lock:
             current = self.get_delegation()
@@ -287,7 +261,9 @@ class FTSClient:
             )
         return expected_job_id(vos[0], sid, who.get("base_id") or BASE_ID)
 
-    def submit(self, transfers: Iterable[Any], *, sid: str | None = None, **job_params: Any) -> str:
+    def submit_job(
+        self, transfers: Iterable[Any], *, sid: str | None = None, **job_params: Any
+    ) -> str:
         """Validate, then submit a job exactly once; return its id.
 
         Jobs get deterministic ids (``sid`` defaults to a fresh random one), so an answer
@@ -358,84 +334,147 @@ class FTSClient:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    def get_job(self, job_id: str, files: bool | Sequence[str] = False) -> dict:
-        """One job; ``files`` adds its file records (True: the fields a summary needs)."""
-        return self._get(f"/jobs/{_id(job_id)}", self._files_param(files))
+    def get_job(
+        self, job_id: str, *, files: bool = False, file_fields: Sequence[str] | None = None
+    ) -> dict:
+        """One job.
 
-    def get_jobs(self, job_ids: Iterable[str], files: bool | Sequence[str] = False) -> list[dict]:
+        :param job_id: The job's id.
+        :param files: Add its file records with the fields a summary needs.
+        :param file_fields: Add its file records with these fields instead.
+        """
+        return self._get(f"/jobs/{check_id(job_id)}", files_params(files, file_fields))
+
+    def get_jobs(
+        self,
+        job_ids: Iterable[str],
+        *,
+        files: bool = False,
+        file_fields: Sequence[str] | None = None,
+    ) -> list[dict]:
         """Many jobs, up to 100 per request, in the order asked.
 
         A job FTS does not know comes back as its error entry
         (``{"job_id", "http_status": "404 Not Found", "http_message"}``), not as an exception.
+
+        :param job_ids: The jobs' ids.
+        :param files: Add their file records with the fields a summary needs.
+        :param file_fields: Add their file records with these fields instead.
         """
-        ids = [_id(job_id) for job_id in job_ids]
-        params = self._files_param(files)
-        results: list[dict] = []
-        for chunk in _chunks(ids, MAX_IDS_PER_REQUEST):
-            # The trailing comma makes even one id answer with a list.
-            results.extend(_as_list(self._get(f"/jobs/{','.join(chunk)},", params)))
-        return results
+        params = files_params(files, file_fields)
+        self.credentials.check_usable("status")
+        return self._run(protocol.send_all(protocol.by_ids("GET", job_ids, params=params)))
+
+    def get_jobs_or_archived(
+        self,
+        job_ids: Iterable[str],
+        *,
+        files: bool = False,
+        file_fields: Sequence[str] | None = None,
+    ) -> list[dict]:
+        """Like :meth:`get_jobs`, but a job FTS purged from ``/jobs`` (404 there, days after it
+        ended) comes from ``/archive/<id>`` with all its files; a job in neither place stays
+        its 404 error entry.
+
+        :param job_ids: The jobs' ids.
+        :param files: Add their file records with the fields a summary needs.
+        :param file_fields: Add their file records with these fields instead.
+        """
+        flow = protocol.jobs_or_archived(job_ids, files=files, file_fields=file_fields)
+        self.credentials.check_usable("status")
+        return self._run(flow)
 
     def get_job_files(self, job_id: str) -> list[dict]:
-        return self._get(f"/jobs/{_id(job_id)}/files")
+        return self._get(f"/jobs/{check_id(job_id)}/files")
 
     def get_file_retries(self, job_id: str, file_id: int | str) -> list[dict]:
-        return self._get(f"/jobs/{_id(job_id)}/files/{_id(str(file_id))}/retries")
+        return self._get(f"/jobs/{check_id(job_id)}/files/{check_id(file_id, 'file_id')}/retries")
 
     def get_job_field(self, job_id: str, field: str) -> Any:
-        return self._get(f"/jobs/{_id(job_id)}/{quote(field, safe='')}")
+        return self._get(f"/jobs/{check_id(job_id)}/{quote(field, safe='')}")
 
     def get_archived_job(self, job_id: str) -> dict:
         """A job FTS moved to its archive (``/archive/<id>``, files included)."""
-        return self._get(f"/archive/{_id(job_id)}")
+        request = protocol.archive_request(job_id)
+        self.credentials.check_usable("status")
+        return self.transport.send(request)
 
-    def get_job_or_archived(self, job_id: str, files: bool | Sequence[str] = False) -> dict:
+    def get_job_or_archived(
+        self, job_id: str, *, files: bool = False, file_fields: Sequence[str] | None = None
+    ) -> dict:
         """The job, or its archived copy once FTS purged it from the live tables."""
         try:
-            return self.get_job(job_id, files)
+            return self.get_job(job_id, files=files, file_fields=file_fields)
         except NotFound:
             return self.get_archived_job(job_id)
 
-    def list_jobs(self, **filters: Any) -> list[dict]:
+    def list_jobs(
+        self,
+        *,
+        state_in: str | Iterable[str] | None = None,
+        time_window: float | timedelta | str | None = None,
+        limit: int | None = None,
+        vo_name: str | None = None,
+        user_dn: str | None = None,
+        dlg_id: str | None = None,
+        source_se: str | None = None,
+        dest_se: str | None = None,
+        fields: str | Sequence[str] | None = None,
+    ) -> list[dict]:
         """``GET /jobs``. Without ``state_in`` + ``time_window``/``limit`` FTS lists only
-        unfinished jobs. ``limit`` is 1..500 (``0`` would mean every job ever)."""
-        return self._get("/jobs", _list_params(filters))
+        unfinished jobs.
+
+        :param state_in: Job states to list (names, or one comma-separated string).
+        :param time_window: Jobs of the last hours (a number, a timedelta or ``'H:M'``).
+        :param limit: At most this many jobs, 1..500 (FTS reads 0 as every job ever).
+        :param vo_name: Jobs of this VO.
+        :param user_dn: Jobs of this user DN.
+        :param dlg_id: Jobs of this delegation id.
+        :param source_se: Jobs reading from this storage (``scheme://host``).
+        :param dest_se: Jobs writing to this storage (``scheme://host``).
+        :param fields: Only these job fields in each entry.
+        """
+        params = protocol.list_params(
+            state_in=state_in,
+            time_window=time_window,
+            limit=limit,
+            vo_name=vo_name,
+            user_dn=user_dn,
+            dlg_id=dlg_id,
+            source_se=source_se,
+            dest_se=dest_se,
+            fields=fields,
+        )
+        return self._get("/jobs", params)
 
     def cancel_job(self, job_id: str) -> dict:
         """Cancel one job; a job already final comes back unchanged (``304`` inside)."""
-        return self.transport.request("DELETE", f"/jobs/{_id(job_id)}", retry=True)
+        return self.transport.request("DELETE", f"/jobs/{check_id(job_id)}", retry=True)
 
     def cancel_jobs(self, job_ids: Iterable[str]) -> list[dict]:
-        results: list[dict] = []
-        for chunk in _chunks([_id(j) for j in job_ids], MAX_IDS_PER_REQUEST):
-            answer = self.transport.request("DELETE", f"/jobs/{','.join(chunk)},", retry=True)
-            results.extend(_as_list(answer))
-        return results
+        """Cancel many jobs, up to 100 per request; one answer entry per job."""
+        return self._run(protocol.send_all(protocol.by_ids("DELETE", job_ids)))
 
     def cancel_files(self, job_id: str, file_ids: Iterable[int | str]) -> list[str]:
         """Cancel some files of a job; one resulting state (or refusal text) per file."""
-        ids = ",".join(_id(str(file_id)) for file_id in file_ids)
+        ids = ",".join(check_id(file_id, "file_id") for file_id in file_ids)
         if not ids:
             raise FTSValidationError("file_ids", "is empty.", "Give at least one file id.")
-        answer = self.transport.request("DELETE", f"/jobs/{_id(job_id)}/files/{ids}")
-        return _as_list(answer)
+        answer = self.transport.request("DELETE", f"/jobs/{check_id(job_id)}/files/{ids}")
+        return answer if isinstance(answer, list) else [answer]
 
-    def set_priority(self, job_ids: str | Iterable[str], priority: int) -> list[dict]:
-        """Change the priority (1 lowest .. 5 highest) of queued jobs and their files."""
-        if not _is_int_in(priority, 1, 5):
+    def set_priority(self, job_ids: Sequence[str], priority: int) -> list[dict]:
+        """Change the priority of queued jobs and their files; one answer entry per job.
+
+        :param job_ids: The jobs' ids (a list, even for one job).
+        :param priority: 1 (lowest) .. 5 (highest).
+        """
+        body = protocol.priority_body(priority)
+        if isinstance(job_ids, str):
             raise FTSValidationError(
-                "priority",
-                f"{priority!r} is not an integer from 1 to 5.",
-                "Use 1 (low) to 5 (high).",
+                "job_ids", f"{job_ids!r} is one string, not a list of ids.", "Pass [job_id]."
             )
-        ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)
-        results: list[dict] = []
-        for chunk in _chunks([_id(j) for j in ids], MAX_IDS_PER_REQUEST):
-            answer = self.transport.request(
-                "POST", f"/jobs/{','.join(chunk)},", json_body={"params": {"priority": priority}}
-            )
-            results.extend(_as_list(answer))
-        return results
+        return self._run(protocol.send_all(protocol.by_ids("POST", job_ids, json_body=body)))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -443,89 +482,12 @@ class FTSClient:
         self.credentials.check_usable("status")
         return self.transport.request("GET", path, params=params)
 
-    @staticmethod
-    def _files_param(files: bool | Sequence[str]) -> dict[str, str] | None:
-        if files is True:
-            return {"files": ",".join(SUMMARY_FILE_FIELDS)}
-        if not files:
-            return None
-        return {"files": ",".join(files)}
-
-
-def _id(value: str) -> str:
-    """A job or file id safe to put in a path (ids never contain these characters)."""
-    text = str(value).strip()
-    if not text or any(c in text for c in ",/?#% "):
-        raise FTSValidationError(
-            "job_id", f"{value!r} is not an FTS id.", "Pass the id FTS returned, e.g. a UUID."
-        )
-    return text
-
-
-def _is_int_in(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _as_list(answer: Any) -> list:
-    if answer is None:
-        return []
-    return answer if isinstance(answer, list) else [answer]
-
-
-def _list_params(filters: dict[str, Any]) -> dict[str, str]:
-    unknown = sorted(set(filters) - _LIST_FILTERS)
-    if unknown:
-        raise FTSValidationError(
-            f"list_jobs.{unknown[0]}",
-            "is not a filter FTS understands.",
-            f"Use one of: {', '.join(sorted(_LIST_FILTERS))}.",
-        )
-    params: dict[str, str] = {}
-    for key, value in filters.items():
-        if value is None:
-            continue
-        if key == "state_in":
-            states = value.split(",") if isinstance(value, str) else list(value)
+    def _run(self, flow: protocol.Flow[T]) -> T:
+        """Send a protocol flow's requests one by one, handing back answers and errors."""
+        exchange = protocol.Exchange(flow)
+        while not exchange.done:
             try:
-                params[key] = ",".join(JobState.parse(s).value for s in states)
-            except ValueError as exc:
-                raise FTSValidationError(
-                    "list_jobs.state_in", f"{exc}.", "Use FTS job state names."
-                ) from None
-        elif key == "limit":
-            if not _is_int_in(value, 1, MAX_LIST_LIMIT):
-                raise FTSValidationError(
-                    "list_jobs.limit",
-                    f"{value!r} is not from 1 to {MAX_LIST_LIMIT} (FTS reads 0 as no limit).",
-                    "Use a limit from 1 to 500, or leave it out.",
-                )
-            params[key] = str(value)
-        elif key == "time_window":
-            params[key] = _time_window(value)
-        elif key == "fields":
-            params[key] = value if isinstance(value, str) else ",".join(value)
-        else:
-            params[key] = str(value)
-    return params
-
-
-def _time_window(value: Any) -> str:
-    """FTS wants ``H`` or ``H:M``; accept hours or a timedelta."""
-    if isinstance(value, timedelta):
-        minutes = int(value.total_seconds() // 60)
-        if minutes > 0:
-            return f"{minutes // 60}:{minutes % 60}"
-    elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return _time_window(timedelta(hours=value))
-    elif isinstance(value, str) and value.replace(":", "", 1).isdigit():
-        return value
-    raise FTSValidationError(
-        "list_jobs.time_window",
-        f"{value!r} is not a positive number of hours, a timedelta or 'H:M'.",
-        "Use e.g. time_window=24 or timedelta(hours=6).",
-    )
+                exchange.answer(self.transport.send(exchange.request))
+            except FTSError as error:
+                exchange.fail(error)
+        return exchange.result

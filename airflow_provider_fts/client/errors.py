@@ -26,6 +26,7 @@ __all__ = [
     "NeedsDelegation",
     "NotAuthorised",
     "NotFound",
+    "ServerCertificateError",
     "ServerError",
     "TryAgain",
     "error_from_response",
@@ -64,6 +65,16 @@ class FTSConnectionError(FTSError):
     def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
         super().__init__(message)
         self.maybe_sent = maybe_sent
+
+
+class ServerCertificateError(FTSConnectionError):
+    """The server's certificate failed verification: not a passing fault, so never retried.
+
+    The message names the CAs in use and how to point the client at the right ones.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, maybe_sent=False)
 
 
 class AmbiguousSubmission(FTSConnectionError):

@@ -3,8 +3,9 @@
 A triggerer runs hundreds of triggers on one event loop. If each polled its own job, a
 thousand waiting jobs would cost a thousand requests per round. Instead every waiter
 registers its job ids with the :class:`JobPoller` of its endpoint and credential, and the
-poller asks for all of them in requests of up to :data:`BATCH_SIZE` ids (FTS answers
-``GET /jobs/a,b,c`` with one list, and a 207 when some ids fail).
+poller asks for all of them in requests of up to 100 ids (FTS answers ``GET /jobs/a,b,c,``
+with one list, and a 207 when some ids fail). What to ask and how to read the answers is
+:mod:`.protocol`'s, shared with the sync client; only sending (httpx) is written here.
 
 Only reads happen here (and ``cancel`` when asked): triggers may run twice or restart, so
 waiting must have no side effect. No Airflow import: the poller is plain asyncio + httpx.
@@ -13,37 +14,26 @@ waiting must have no side effect. No Airflow import: the poller is plain asyncio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from airflow_provider_fts.client.errors import (
-    FTSConnectionError,
-    FTSError,
-    NotFound,
-    ServerError,
-    error_from_job_entry,
-    error_from_response,
-    is_job_error_entry,
-)
-from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
-from airflow_provider_fts.client.transport import default_user_agent
+from airflow_provider_fts.client import protocol
+from airflow_provider_fts.client.credentials import Trust
+from airflow_provider_fts.client.errors import FTSConnectionError, FTSError, error_from_response
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["BATCH_SIZE", "JobPoller", "shared_poller"]
+__all__ = ["JobPoller", "shared_poller"]
 
 log = logging.getLogger(__name__)
 
-#: Ids per ``GET /jobs/<ids>``: FTS has no limit, but URLs must stay well under 8 KiB.
-BATCH_SIZE = 100
 #: Before its first round a poller waits this long, so triggers started together share it.
 GATHER_SECONDS = 0.2
 
@@ -52,14 +42,24 @@ ProgressCallback = Callable[[list[dict]], None]
 
 @dataclass(eq=False)
 class _Waiter:
+    """One wait: the poller fills ``records`` (or ``error``) and sets ``updated``; the
+    waiting coroutine itself reads them, so its callback runs in its own task."""
+
     job_ids: tuple[str, ...]
     interval: float
-    on_poll: ProgressCallback | None
-    done: asyncio.Future[list[dict]]
     records: dict[str, dict] = field(default_factory=dict)
+    error: BaseException | None = None
+    updated: asyncio.Event = field(default_factory=asyncio.Event)
 
     def pending(self) -> set[str]:
-        return {i for i in self.job_ids if not _is_terminal(self.records.get(i))}
+        return {i for i in self.job_ids if not protocol.is_terminal(self.records.get(i))}
+
+    @property
+    def served(self) -> bool:
+        return self.error is not None or not self.pending()
+
+    def seen(self) -> list[dict]:
+        return [self.records[i] for i in self.job_ids if i in self.records]
 
 
 class JobPoller:
@@ -68,6 +68,7 @@ class JobPoller:
     :param endpoint: ``https://host:port`` of the FTS REST server.
     :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
     :param token: Bearer token, for token credentials.
+    :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
     :param timeout: Seconds for one request.
     """
 
@@ -77,12 +78,18 @@ class JobPoller:
         *,
         ssl_context: ssl.SSLContext | None = None,
         token: str | None = None,
+        trust: Trust | None = None,
         timeout: float = 60.0,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._ssl_context = ssl_context
-        self._token = token
-        self._timeout = timeout
+        # httpx is given the client's settings when the first request needs it.
+        self._settings = {
+            "base_url": self.endpoint,
+            "verify": ssl_context if ssl_context is not None else True,
+            "headers": protocol.request_headers(f"httpx/{httpx.__version__}", token=token),
+            "timeout": timeout,
+        }
+        self._trust = trust or Trust()
         self._waiters: set[_Waiter] = set()
         self._task: asyncio.Task | None = None
         self._http: httpx.AsyncClient | None = None
@@ -90,7 +97,17 @@ class JobPoller:
         self.rounds = 0  # completed poll rounds, for observability
 
     def __repr__(self) -> str:
-        return f"JobPoller({self.endpoint!r}, waiters={len(self._waiters)})"
+        return f"JobPoller({self.endpoint!r}, waiting={self.waiting})"
+
+    @property
+    def waiting(self) -> int:
+        """How many waits are in progress."""
+        return len(self._waiters)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the poller holds an open HTTP client (it opens one for its next request)."""
+        return self._http is not None
 
     async def wait(
         self,
@@ -101,143 +118,123 @@ class JobPoller:
     ) -> list[dict]:
         """The job records (each with its ``files``) once every job is in a terminal state.
 
-        ``on_poll`` receives the latest records after each round that saw them. Cancelling
-        the caller only removes its waiter; other waiters keep being served.
+        ``on_poll`` receives the latest records after each round that saw them, called from
+        this coroutine (its task and context, so log lines land where the caller's go).
+        Cancelling the caller only removes its waiter; other waiters keep being served.
         """
-        waiter = _Waiter(
-            tuple(dict.fromkeys(job_ids)),
-            interval,
-            on_poll,
-            asyncio.get_running_loop().create_future(),
-        )
+        ids = tuple(dict.fromkeys(protocol.check_id(job_id) for job_id in job_ids))
+        waiter = _Waiter(ids, interval)
         self._waiters.add(waiter)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"fts-poller {self.endpoint}")
         try:
-            return await waiter.done
+            return await _follow(waiter, on_poll)
         finally:
             self._waiters.discard(waiter)
 
     async def cancel(self, job_ids: Sequence[str]) -> list[dict]:
-        """Cancel jobs; the per-job answers (already terminal jobs come back unchanged)."""
-        response = await self._request("DELETE", f"/jobs/{','.join(job_ids)}")
-        return _entries(response)
+        """Cancel jobs; the per-job answers (already terminal jobs come back unchanged).
+
+        A poller that serves no wait closes after this, so a cancel leaves nothing behind.
+        """
+        try:
+            return await self._exchange(protocol.send_all(protocol.by_ids("DELETE", job_ids)))
+        finally:
+            if self._task is None and not self._waiters:
+                await self._retire()
 
     async def aclose(self) -> None:
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()
 
+    async def _retire(self) -> None:
+        """Leave the registry (a new credential is then picked up) and close the client."""
+        if self.on_idle is not None:
+            self.on_idle()
+        await self.aclose()
+
     async def _run(self) -> None:
         try:
             await asyncio.sleep(GATHER_SECONDS)
-            while self._waiters:
+            while self._unserved():
                 await self._poll_round()
                 self.rounds += 1
-                if not self._waiters:
+                if not self._unserved():
                     break
-                await asyncio.sleep(min(w.interval for w in self._waiters))
+                await asyncio.sleep(min(w.interval for w in self._unserved()))
         except Exception as error:  # a bug here must not leave waiters hanging forever
-            for waiter in self._waiters:
-                if not waiter.done.done():
-                    waiter.done.set_exception(error)
+            for waiter in self._unserved():
+                waiter.error = error
+                waiter.updated.set()
         finally:
             self._task = None
-            if self.on_idle is not None and not self._waiters:
-                self.on_idle()
-            await self.aclose()
+            if not self._unserved():
+                await self._retire()
+
+    def _unserved(self) -> list[_Waiter]:
+        return [w for w in self._waiters if not w.served]
 
     async def _poll_round(self) -> None:
-        waiters = [w for w in self._waiters if not w.done.done()]
+        waiters = self._unserved()
         wanted = sorted({job_id for w in waiters for job_id in w.pending()})
-        records: dict[str, dict] = {}
-        errors: dict[str, FTSError] = {}
-        for batch in _batches(wanted, BATCH_SIZE):
-            try:
-                found, failed = await self._get_jobs(batch)
-            except (FTSConnectionError, ServerError) as error:
-                log.warning(
-                    "FTS poll of %d jobs failed, retrying next round: %s", len(batch), error
-                )
-                continue
-            except FTSError as error:
-                failed = dict.fromkeys(batch, error)
-                found = {}
-            records.update(found)
-            errors.update(failed)
+        records, errors = await self._exchange(protocol.job_states(wanted))
         for waiter in waiters:
-            self._deliver(waiter, records, errors)
+            waiter.records.update({i: records[i] for i in waiter.job_ids if i in records})
+            waiter.error = next((errors[i] for i in waiter.job_ids if i in errors), None)
+            if waiter.error is not None or any(i in records for i in waiter.job_ids):
+                waiter.updated.set()
 
-    def _deliver(self, waiter: _Waiter, records: dict[str, dict], errors: dict[str, FTSError]):
-        waiter.records.update({i: records[i] for i in waiter.job_ids if i in records})
-        error = next((errors[i] for i in waiter.job_ids if i in errors), None)
-        if error is not None:
-            waiter.done.set_exception(error)
-            return
-        if waiter.on_poll is not None and waiter.records:
+    async def _exchange(self, flow: protocol.Flow[Any]) -> Any:
+        """Send a protocol flow's requests one by one, handing back answers and errors."""
+        exchange = protocol.Exchange(flow)
+        while not exchange.done:
             try:
-                waiter.on_poll([waiter.records[i] for i in waiter.job_ids if i in waiter.records])
-            except Exception:
-                log.exception("FTS progress callback failed")
-        if not waiter.pending():
-            waiter.done.set_result([waiter.records[i] for i in waiter.job_ids])
+                exchange.answer(await self._send(exchange.request))
+            except FTSError as error:
+                exchange.fail(error)
+        return exchange.result
 
-    async def _get_jobs(self, job_ids: list[str]) -> tuple[dict[str, dict], dict[str, FTSError]]:
-        path = f"/jobs/{','.join(job_ids)}"
-        response = await self._request(
-            "GET", path, params={"files": ",".join(SUMMARY_FILE_FIELDS)}, per_job_errors=True
-        )
-        found: dict[str, dict] = {}
-        failed: dict[str, FTSError] = {}
-        for entry in _entries(response):
-            if is_job_error_entry(entry):
-                failed[entry["job_id"]] = error_from_job_entry(entry, method="GET", path=path)
-            else:
-                found[entry["job_id"]] = entry
-        for job_id, error in list(failed.items()):
-            if isinstance(error, NotFound):
-                with contextlib.suppress(NotFound):
-                    found[job_id] = await self.get_archived_job(job_id)
-                    del failed[job_id]
-        return found, failed
-
-    async def get_archived_job(self, job_id: str) -> dict:
-        """A job FTS purged from ``/jobs`` to its archive (files included); ``NotFound`` if
-        it is not there either. Archived jobs are terminal, so this is asked once per job."""
-        return await self._request("GET", f"/archive/{job_id}")
-
-    async def _request(
-        self, method: str, path: str, *, params: dict | None = None, per_job_errors: bool = False
-    ) -> Any:
+    async def _send(self, request: protocol.Request) -> Any:
         try:
-            response = await self._client().request(method, path, params=params)
+            response = await self._client().request(
+                request.method, request.target, json=request.json_body
+            )
         except httpx.HTTPError as error:
-            raise FTSConnectionError(f"{method} {self.endpoint}{path}: {error}") from None
-        body = _json(response)
-        # A lone id that fails comes back as its error entry with that status.
-        if response.status_code < 300 or (per_job_errors and is_job_error_entry(body)):
-            return body
-        raise error_from_response(
-            response.status_code,
-            response.content,
-            response.headers.get("content-type", ""),
-            method=method,
-            path=path,
-        )
+            bad_certificate = protocol.certificate_error(self.endpoint, self._trust, error)
+            raise bad_certificate or FTSConnectionError(
+                f"{request.method} {self.endpoint}{request.path}: {error}"
+            ) from None
+        if response.status_code >= 300:
+            raise error_from_response(
+                response.status_code,
+                response.content,
+                response.headers.get("content-type", ""),
+                method=request.method,
+                path=request.path,
+            )
+        return _json(response)
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            agent = default_user_agent(f"httpx/{httpx.__version__}")
-            headers = {"Accept": "application/json", "User-Agent": agent}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
-            self._http = httpx.AsyncClient(
-                base_url=self.endpoint,
-                verify=self._ssl_context if self._ssl_context is not None else True,
-                headers=headers,
-                timeout=self._timeout,
-            )
+            self._http = httpx.AsyncClient(**self._settings)
         return self._http
+
+
+async def _follow(waiter: _Waiter, on_poll: ProgressCallback | None) -> list[dict]:
+    """Wait for the poller's updates of one waiter; runs in the waiting coroutine."""
+    while True:
+        await waiter.updated.wait()
+        waiter.updated.clear()
+        if waiter.error is not None:
+            raise waiter.error
+        if on_poll is not None:
+            try:
+                on_poll(waiter.seen())
+            except Exception:
+                log.exception("FTS progress callback failed")
+        if not waiter.pending():
+            return waiter.seen()
 
 
 _REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task]] = (
@@ -278,27 +275,8 @@ async def _create(
     return poller
 
 
-def _is_terminal(record: dict | None) -> bool:
-    if record is None:
-        return False
-    with contextlib.suppress(ValueError):
-        return JobState.parse(record.get("job_state", "")).is_terminal
-    return False
-
-
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-
-
-def _entries(body: Any) -> list[dict]:
-    if isinstance(body, dict):
-        return [body]
-    return [entry for entry in body or [] if isinstance(entry, dict)]
-
-
-def _batches(items: Sequence[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])

@@ -17,25 +17,26 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_fts import __version__
+from airflow_provider_fts.client.credentials import Trust
 from airflow_provider_fts.client.errors import FTSConnectionError, error_from_response
+from airflow_provider_fts.client.protocol import (
+    Request,
+    certificate_error,
+    is_transient,
+    request_headers,
+    with_query,
+)
 
-__all__ = ["RetryPolicy", "Transport", "default_user_agent"]
+__all__ = ["RetryPolicy", "Transport"]
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
-
-
-def default_user_agent(http_library: str = f"python-requests/{requests.__version__}") -> str:
-    # Deliberately not "fts-<x>/<n.m>": the server changes some answers for its own clients.
-    return f"airflow-provider-fts/{__version__} {http_library}"
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,24 @@ class _TLSAdapter(HTTPAdapter):
 
 
 class Transport:
-    """Sends requests to one FTS endpoint and returns decoded JSON (or text)."""
+    """Sends requests to one FTS endpoint and returns decoded JSON (or text).
+
+    :param endpoint: ``https://host:port`` of the FTS REST server.
+    :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
+    :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
+    :param token: Bearer token, for token credentials.
+    :param timeout: Connect and read timeouts in seconds.
+    :param retry: How idempotent requests are retried.
+    :param user_agent: The User-Agent header (ours by default).
+    :param pool_maxsize: Connections kept open to the endpoint.
+    """
 
     def __init__(
         self,
         endpoint: str,
         ssl_context: ssl.SSLContext,
         *,
+        trust: Trust | None = None,
         token: str | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
@@ -93,20 +105,28 @@ class Transport:
         self.endpoint = endpoint.rstrip("/")
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.trust = trust or Trust()
         self.session = requests.Session()
         # No .netrc, no environment CA bundles: only what we configure. Proxies from the
         # environment still apply, with NO_PROXY honoured for this endpoint.
         self.session.trust_env = False
         self.session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
         self.session.mount("https://", _TLSAdapter(ssl_context, pool_maxsize))
-        self.session.headers.update(
-            {"Accept": "application/json", "User-Agent": user_agent or default_user_agent()}
-        )
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+        library = f"python-requests/{requests.__version__}"
+        self.session.headers.update(request_headers(library, user_agent=user_agent, token=token))
 
     def close(self) -> None:
         self.session.close()
+
+    def send(self, request: Request) -> Any:
+        """Send a protocol :class:`~.protocol.Request` (retried when it is idempotent)."""
+        return self.request(
+            request.method,
+            request.path,
+            params=request.params,
+            json_body=request.json_body,
+            retry=request.idempotent,
+        )
 
     def request(
         self,
@@ -129,8 +149,8 @@ class Transport:
             last = attempt == attempts - 1
             try:
                 response = self._send(method, path, params=params, json_body=json_body, data=data)
-            except FTSConnectionError:
-                if last:
+            except FTSConnectionError as error:
+                if last or not is_transient(error):
                     raise
                 self._pause(attempt, method, path, "connection failed")
                 continue
@@ -157,10 +177,7 @@ class Transport:
         json_body: Any,
         data: str | bytes | None,
     ) -> requests.Response:
-        url = self.endpoint + path
-        if params:
-            # Commas and colons stay literal, as FTS's own clients send them (state_in=A,B).
-            url += "?" + urlencode(params, quote_via=quote, safe=",:")
+        url = self.endpoint + with_query(path, params)
         headers = {}
         if json_body is not None:
             data = json.dumps(json_body, separators=(",", ":"))
@@ -171,6 +188,9 @@ class Transport:
                 method, url, data=data, headers=headers, timeout=self.timeout
             )
         except requests.exceptions.SSLError as exc:
+            bad_certificate = certificate_error(self.endpoint, self.trust, exc)
+            if bad_certificate is not None:
+                raise bad_certificate from None
             raise FTSConnectionError(
                 f"TLS with {self.endpoint} failed: {_reason(exc)}", maybe_sent=False
             ) from None

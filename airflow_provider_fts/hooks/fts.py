@@ -370,6 +370,10 @@ class FTSHook(BaseHook):
             await amask_secret(secret)
         return settings
 
+    def get_conn(self) -> FTSClient:
+        """The FTS client of this hook (Airflow's name for it): see :meth:`get_client`."""
+        return self._client
+
     def get_client(self) -> FTSClient:
         """The FTS client of this hook (one per hook; it caches identity and delegation)."""
         return self._client
@@ -414,6 +418,7 @@ class FTSHook(BaseHook):
         return JobPoller(
             settings.endpoint,
             ssl_context=context,
+            trust=settings.trust(),
             token=credentials.token,
             timeout=settings.timeout,
         )
@@ -428,8 +433,8 @@ class FTSHook(BaseHook):
     def get_delegation(self) -> dict | None:
         return self.get_client().get_delegation()
 
-    def delegate(self, lifetime: timedelta | None = None, force: bool = False) -> str:
-        """Delegate a proxy to FTS (X.509 only); returns the delegation id."""
+    def delegate(self, lifetime: timedelta | None = None, force: bool = False) -> str | None:
+        """Delegate a proxy to FTS if needed; the delegation id (None for a token)."""
         return self.get_client().delegate(lifetime=lifetime, force=force)
 
     def submit_job(self, transfers: Iterable[Any], **job_params: Any) -> str:
@@ -441,7 +446,7 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.submission import Transfer
 
         planned = [Transfer.coerce(transfer, index) for index, transfer in enumerate(transfers)]
-        job_id = self.get_client().submit(planned, **job_params)
+        job_id = self.get_client().submit_job(planned, **job_params)
         self._report_lineage(planned)
         return job_id
 
@@ -459,29 +464,32 @@ class FTSHook(BaseHook):
         """The id of the job submitted with ``sid``, computed without asking FTS."""
         return self.get_client().expected_job_id(sid)
 
-    def get_job(self, job_id: str, files: bool | Sequence[str] = False) -> dict:
-        return self.get_client().get_job(job_id, files=files)
+    def get_job(
+        self, job_id: str, *, files: bool = False, file_fields: Sequence[str] | None = None
+    ) -> dict:
+        """One job; ``files=True`` adds the summary's file fields, ``file_fields`` others."""
+        return self.get_client().get_job(job_id, files=files, file_fields=file_fields)
 
-    def get_jobs(self, job_ids: Sequence[str], files: bool | Sequence[str] = False) -> list[dict]:
+    def get_jobs(
+        self,
+        job_ids: Sequence[str],
+        *,
+        files: bool = False,
+        file_fields: Sequence[str] | None = None,
+    ) -> list[dict]:
         """Many jobs in requests of up to 100 ids; a missing job is an error entry, not a raise."""
-        return self.get_client().get_jobs(job_ids, files=files)
+        return self.get_client().get_jobs(job_ids, files=files, file_fields=file_fields)
 
     def get_jobs_or_archived(
-        self, job_ids: Sequence[str], files: bool | Sequence[str] = False
+        self,
+        job_ids: Sequence[str],
+        *,
+        files: bool = False,
+        file_fields: Sequence[str] | None = None,
     ) -> list[dict]:
-        """Like :meth:`get_jobs`, but a job FTS purged from ``/jobs`` (404 there, days after
-        it ended) comes from ``/archive/<id>`` with all its files. A job in neither place
-        stays its 404 error entry."""
-        return [
-            self._archived_or(entry) if _is_not_found(entry) else entry
-            for entry in self.get_jobs(job_ids, files=files)
-        ]
-
-    def _archived_or(self, entry: dict) -> dict:
-        try:
-            return self.get_archived_job(entry["job_id"])
-        except NotFound:
-            return entry
+        """Like :meth:`get_jobs`, with jobs FTS purged read from its archive."""
+        client = self.get_client()
+        return client.get_jobs_or_archived(job_ids, files=files, file_fields=file_fields)
 
     def get_job_files(self, job_id: str) -> list[dict]:
         return self.get_client().get_job_files(job_id)
@@ -492,8 +500,31 @@ class FTSHook(BaseHook):
     def get_archived_job(self, job_id: str) -> dict:
         return self.get_client().get_archived_job(job_id)
 
-    def list_jobs(self, **filters: Any) -> list[dict]:
-        return self.get_client().list_jobs(**filters)
+    def list_jobs(
+        self,
+        *,
+        state_in: str | Iterable[str] | None = None,
+        time_window: float | timedelta | str | None = None,
+        limit: int | None = None,
+        vo_name: str | None = None,
+        user_dn: str | None = None,
+        dlg_id: str | None = None,
+        source_se: str | None = None,
+        dest_se: str | None = None,
+        fields: str | Sequence[str] | None = None,
+    ) -> list[dict]:
+        """``GET /jobs`` with the filters of :meth:`FTSClient.list_jobs`."""
+        return self.get_client().list_jobs(
+            state_in=state_in,
+            time_window=time_window,
+            limit=limit,
+            vo_name=vo_name,
+            user_dn=user_dn,
+            dlg_id=dlg_id,
+            source_se=source_se,
+            dest_se=dest_se,
+            fields=fields,
+        )
 
     def cancel_job(self, job_id: str) -> dict:
         return self.get_client().cancel_job(job_id)
@@ -504,8 +535,9 @@ class FTSHook(BaseHook):
     def cancel_files(self, job_id: str, file_ids: Sequence[int]) -> list[str]:
         return self.get_client().cancel_files(job_id, file_ids)
 
-    def set_priority(self, job_id: str, priority: int) -> dict:
-        return self.get_client().set_priority([job_id], priority)[0]
+    def set_priority(self, job_ids: Sequence[str], priority: int) -> list[dict]:
+        """Change the priority (1 low .. 5 high) of queued jobs; one answer entry per job."""
+        return self.get_client().set_priority(job_ids, priority)
 
     def test_connection(self) -> tuple[bool, str]:
         """Ask the server who we are and about our delegation; never raises."""

@@ -236,7 +236,9 @@ class FTSSubmitOperator(BaseOperator):
         if not expected:
             return {}
         found: dict[int, list[dict]] = {}
-        lookup = self.hook.get_jobs_or_archived(list(expected), files=["file_state", "dest_surl"])
+        lookup = self.hook.get_jobs_or_archived(
+            list(expected), file_fields=["file_state", "dest_surl"]
+        )
         for record in lookup:
             if not is_job_error_entry(record):
                 found.setdefault(expected[record["job_id"]], []).append(record)

@@ -13,7 +13,7 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
-from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, summarize_jobs
+from airflow_provider_fts.client.states import summarize_jobs
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.triggers.fts import (
     FTSJobTrigger,
@@ -42,7 +42,7 @@ def fetch_summary(hook: FTSHook, job_ids: list[str]) -> dict[str, Any]:
 
     Jobs FTS already purged to its archive are read from there: a lost job is not a failure.
     """
-    records = hook.get_jobs_or_archived(job_ids, files=SUMMARY_FILE_FIELDS)
+    records = hook.get_jobs_or_archived(job_ids, files=True)
     for record in records:
         if is_job_error_entry(record):
             raise error_from_job_entry(record)

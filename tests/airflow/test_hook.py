@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from airflow_provider_fts.client.errors import NotFound
+from airflow_provider_fts.client.errors import FTSValidationError, NotFound
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.pytest_plugin import TEST_TOKEN
 
@@ -88,7 +88,7 @@ def test_token_connection_needs_no_delegation(define_connection):
 
     assert ok, message
     assert "no delegation needed" in message
-    assert hook.delegate() == ""
+    assert hook.delegate() is None
 
 
 def test_connection_test_reports_an_untrusted_server_without_raising(
@@ -99,7 +99,8 @@ def test_connection_test_reports_an_untrusted_server_without_raising(
     ok, message = hook.test_connection()
 
     assert not ok
-    assert message
+    assert f"the CA directory {tmp_path} (ca_path)" in message
+    assert "Fix: set the connection extra ca_path" in message
 
 
 def test_loaded_proxy_key_is_masked(hook, fts_pki):
@@ -185,10 +186,22 @@ def test_cancel_files_cancels_one_file(hook):
 def test_set_priority_changes_the_job_priority(hook):
     job_id = hook.submit_job([(STAGED, SLOW.format(name="g"))], priority=2, **STAGING)
 
-    hook.set_priority(job_id, 5)
+    hook.set_priority([job_id], 5)
 
     assert hook.get_job(job_id)["priority"] == 5
+    with pytest.raises(FTSValidationError, match="job_ids"):
+        hook.set_priority(job_id, 4)  # one string is not a list of ids
     hook.cancel_job(job_id)
+
+
+def test_get_conn_is_the_client_of_the_hook(hook):
+    assert hook.get_conn() is hook.get_client()
+    assert hook.get_conn().endpoint == hook.settings.endpoint
+
+
+def test_list_jobs_filters_are_keyword_arguments(hook):
+    with pytest.raises(TypeError, match="stat_in"):
+        hook.list_jobs(stat_in=["FAILED"])
 
 
 def test_list_jobs_includes_an_unfinished_job(hook):
@@ -221,6 +234,13 @@ def test_purged_job_is_found_in_the_archive(hook, fts_emulator):
     with pytest.raises(NotFound):
         hook.get_job(job_id)
     assert hook.get_archived_job(job_id)["job_id"] == job_id
+    unknown = "00000000-0000-0000-0000-000000000000"
+    found = hook.get_jobs_or_archived([job_id, unknown], files=True)
+    assert [(entry["job_id"], "files" in entry) for entry in found] == [
+        (job_id, True),
+        (unknown, False),
+    ]
+    assert found[1]["http_status"].startswith("404")
 
 
 def test_submitted_transfers_are_reported_to_hook_lineage(hook, monkeypatch):

@@ -104,12 +104,12 @@ async def test_on_kill_cancels_the_job(hook):
 async def test_a_thousand_waiting_jobs_cost_ten_requests_per_round(hook, fts_emulator):
     client = hook.get_client()
     job_ids = await asyncio.to_thread(
-        lambda: [client.submit([(STAGED, SLOW.format(n=n))], **STAGING) for n in range(1000)]
+        lambda: [client.submit_job([(STAGED, SLOW.format(n=n))], **STAGING) for n in range(1000)]
     )
     triggers = [FTSJobTrigger(job_ids=[j], poll_interval=0.5) for j in job_ids]
     tasks = [asyncio.create_task(only_event(t)) for t in triggers]
     poller = await hook.aget_poller()
-    while len(poller._waiters) < 1000:
+    while poller.waiting < 1000:
         await asyncio.sleep(0.05)
 
     rounds = poller.rounds

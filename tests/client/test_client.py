@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_fts.client.client import FTSClient, normalise_endpoint
 from airflow_provider_fts.client.credentials import Credentials, Trust
+from airflow_provider_fts.client.delegation_cache import DelegationCache
 from airflow_provider_fts.client.errors import (
     AmbiguousSubmission,
     BadRequest,
@@ -99,7 +100,7 @@ def test_whoami_is_asked_once_per_client(make_client, fts_emulator) -> None:
 def test_first_submit_delegates_and_later_submits_reuse_it(make_client, fts_emulator) -> None:
     client = make_client()
 
-    job_ids = [client.submit(transfers()) for _ in range(20)]
+    job_ids = [client.submit_job(transfers()) for _ in range(20)]
 
     assert len(set(job_ids)) == 20
     assert delegation_requests(fts_emulator) == 1
@@ -112,9 +113,35 @@ def test_a_new_client_reuses_a_fresh_delegation(make_client, fts_emulator) -> No
     make_client().delegate()
     fts_emulator.reset_counts()
 
-    make_client().submit(transfers())
+    make_client().submit_job(transfers())
 
     assert delegation_requests(fts_emulator) == 0
+
+
+@pytest.mark.parametrize(("size", "server_checks"), [(2, 0), (1, 1)])
+def test_the_delegation_cache_is_passed_in_and_keeps_the_most_recent(
+    make_client, fts_emulator, size, server_checks
+) -> None:
+    # Given a cache of `size` entries, our fresh delegation, then another credential's
+    cache = DelegationCache(size=size)
+    make_client(delegation_cache=cache).delegate()
+    make_client(proxy=make_client.user.make_proxy(voms=DTEAM), delegation_cache=cache)
+    fts_emulator.reset_counts()
+
+    # When a new client of our credential submits
+    make_client(delegation_cache=cache).submit_job(transfers())
+
+    # Then it trusts what the cache remembers, unless our entry had to make room
+    assert len(cache) == size
+    assert fts_emulator.requests["GET /delegation/{dlg_id}"] == server_checks
+    assert delegation_requests(fts_emulator) == 0
+
+
+def test_a_token_client_delegates_nothing(fts_emulator) -> None:
+    client = FTSClient(fts_emulator.url, Credentials.from_token("t"), trust=Trust(verify=False))
+
+    assert client.delegate() is None
+    client.close()
 
 
 def test_delegation_under_the_renewal_threshold_is_renewed(make_client, fts_emulator) -> None:
@@ -156,17 +183,17 @@ def test_short_proxy_is_not_redelegated_at_every_check(make_client, fts_emulator
         delegation_check_interval=0,
     )
     for _ in range(3):
-        client.submit(transfers())
+        client.submit_job(transfers())
 
     assert delegation_requests(fts_emulator) == 1
 
 
 def test_expired_delegation_is_recovered_by_one_redelegation(make_client, fts_emulator) -> None:
     client = make_client()
-    client.submit(transfers())
+    client.submit_job(transfers())
     fts_emulator.expire_delegation(client.delegation_id)  # the client's memory says "fresh"
 
-    job_id = client.submit(transfers())
+    job_id = client.submit_job(transfers())
 
     assert client.get_job(job_id)["job_state"] in {s.value for s in JobState}
     assert delegation_requests(fts_emulator) == 2
@@ -183,7 +210,7 @@ def test_proxy_with_under_an_hour_left_is_refused_before_any_request(
     client = make_client(dying)
 
     with pytest.raises(FTSValidationError, match="expires") as raised:
-        client.submit(transfers())
+        client.submit_job(transfers())
 
     assert "voms-proxy-init" in str(raised.value) or "grid-proxy-init" in str(raised.value)
     assert sum(fts_emulator.requests.values()) == 0
@@ -196,19 +223,26 @@ def test_proxy_with_under_an_hour_left_is_refused_before_any_request(
 def test_submit_uses_the_locally_computed_deterministic_id(make_client) -> None:
     client = make_client()
 
-    job_id = client.submit(transfers(), sid="run-42")
+    job_id = client.submit_job(transfers(), sid="run-42")
 
     assert job_id == client.expected_job_id("run-42")
 
 
 def test_same_sid_twice_returns_the_existing_job(make_client, fts_emulator) -> None:
     client = make_client()
-    first = client.submit(transfers(), sid="same-sid")
+    batch = transfers()
+    first = client.submit_job(batch, sid="same-sid")
 
-    second = client.submit(transfers(), sid="same-sid")
+    second = client.submit_job(batch, sid="same-sid")
 
     assert second == first
-    assert fts_emulator.store.job_count() >= 1
+    destinations = {destination for _, destination in batch}
+    held = [
+        job["job_id"]
+        for job in fts_emulator.store.jobs_snapshot()
+        if any(f["dest_surl"] in destinations for f in job["files"])
+    ]
+    assert held == [first]
     assert fts_emulator.requests["POST /jobs"] == 2  # the 409 is the answer, not an error
 
 
@@ -218,7 +252,7 @@ def test_lost_submit_answer_is_resolved_without_a_duplicate(make_client, fts_emu
     before = fts_emulator.store.job_count()
     fts_emulator.faults.ambiguous_submit()
 
-    job_id = client.submit(transfers())
+    job_id = client.submit_job(transfers())
 
     assert fts_emulator.store.job_count() == before + 1
     assert client.get_job(job_id)["job_id"] == job_id
@@ -233,7 +267,7 @@ def test_submit_refused_before_the_server_stored_it_is_sent_once_more(
     before = fts_emulator.store.job_count()
     fts_emulator.faults.reset_connection(route="POST /jobs")
 
-    job_id = client.submit(transfers())
+    job_id = client.submit_job(transfers())
 
     assert fts_emulator.store.job_count() == before + 1
     assert fts_emulator.requests["POST /jobs"] == 2
@@ -247,7 +281,7 @@ def test_lost_answer_with_standard_ids_is_reported_as_ambiguous(make_client, fts
     fts_emulator.faults.ambiguous_submit()
 
     with pytest.raises(AmbiguousSubmission, match="may or may not"):
-        client.submit(transfers(), id_generator="standard")
+        client.submit_job(transfers(), id_generator="standard")
 
     assert fts_emulator.store.job_count() == before + 1  # stored once, never sent again
     assert fts_emulator.requests["POST /jobs"] == 1
@@ -261,7 +295,7 @@ def test_submit_answered_503_is_looked_up_before_it_is_sent_again(
     before = fts_emulator.store.job_count()
     fts_emulator.faults.html_503(count=1, route="POST /jobs")
 
-    job_id = client.submit(transfers())
+    job_id = client.submit_job(transfers())
 
     assert fts_emulator.store.job_count() == before + 1
     assert fts_emulator.requests["GET /jobs/{id}"] == 1  # the lookup came first
@@ -275,7 +309,7 @@ def test_post_with_standard_ids_is_never_retried_on_503(make_client, fts_emulato
     fts_emulator.faults.html_503(count=1, route="POST /jobs")
 
     with pytest.raises(TryAgain, match="503"):
-        client.submit(transfers(), id_generator="standard")
+        client.submit_job(transfers(), id_generator="standard")
 
     assert fts_emulator.requests["POST /jobs"] == 1
 
@@ -284,7 +318,7 @@ def test_invalid_submission_sends_no_request(make_client, fts_emulator) -> None:
     client = make_client()
 
     with pytest.raises(FTSValidationError, match=r"transfers\[0\]"):
-        client.submit([("file:///etc/passwd", "davs://dst.example.org/x")])
+        client.submit_job([("file:///etc/passwd", "davs://dst.example.org/x")])
 
     assert sum(fts_emulator.requests.values()) == 0
 
@@ -311,7 +345,7 @@ def test_server_rejection_maps_to_bad_request(make_client) -> None:
 
 def test_get_jobs_handles_207_entry_by_entry(make_client, fts_emulator) -> None:
     client = make_client()
-    known = client.submit(transfers())
+    known = client.submit_job(transfers())
     unknown = str(uuid.uuid4())
 
     entries = client.get_jobs([known, unknown])
@@ -338,7 +372,7 @@ def test_unknown_job_raises_not_found(make_client) -> None:
 
 def test_job_with_files_reaches_a_final_state_with_summary_fields(make_client) -> None:
     client = make_client()
-    job_id = client.submit(transfers(3), verify_checksum="none")
+    job_id = client.submit_job(transfers(3), verify_checksum="none")
 
     job = _wait(client, job_id)
 
@@ -350,7 +384,7 @@ def test_job_with_files_reaches_a_final_state_with_summary_fields(make_client) -
 
 def test_failed_file_has_its_retries(make_client) -> None:
     client = make_client()
-    job_id = client.submit(transfers(1, "transfer_errno=110"), retry=2, retry_delay=0)
+    job_id = client.submit_job(transfers(1, "transfer_errno=110"), retry=2, retry_delay=0)
 
     job = _wait(client, job_id)
     retries = client.get_file_retries(job_id, job["files"][0]["file_id"])
@@ -361,7 +395,7 @@ def test_failed_file_has_its_retries(make_client) -> None:
 
 def test_purged_job_is_read_from_the_archive(make_client, fts_emulator) -> None:
     client = make_client()
-    job_id = client.submit(transfers())
+    job_id = client.submit_job(transfers())
     _wait(client, job_id)
     fts_emulator.purge(job_id)
 
@@ -375,7 +409,7 @@ def test_purged_job_is_read_from_the_archive(make_client, fts_emulator) -> None:
 
 def test_get_is_retried_after_a_connection_reset(make_client, fts_emulator) -> None:
     client = make_client()
-    job_id = client.submit(transfers())
+    job_id = client.submit_job(transfers())
     fts_emulator.reset_counts()
     fts_emulator.faults.reset_connection(count=2, route="GET /jobs/{id}")
 
@@ -395,7 +429,7 @@ def test_get_gives_up_after_its_retries(make_client, fts_emulator) -> None:
 
 def test_garbled_json_is_retried_for_a_get(make_client, fts_emulator) -> None:
     client = make_client()
-    job_id = client.submit(transfers())
+    job_id = client.submit_job(transfers())
     fts_emulator.faults.malformed_json(count=1, route="GET /jobs/{id}")
 
     assert client.get_job(job_id)["job_id"] == job_id
@@ -420,7 +454,7 @@ def test_unreachable_server_is_a_connection_error(fts_pki, tmp_path) -> None:
 
 def test_list_jobs_shows_unfinished_jobs_of_the_vo(make_client) -> None:
     client = make_client()
-    job_id = client.submit(transfers(1, "time=30"))
+    job_id = client.submit_job(transfers(1, "time=30"))
 
     listed = client.list_jobs(fields=["job_id", "job_state"], limit=500)
 
@@ -441,7 +475,7 @@ def test_list_jobs_refuses_an_unknown_state(make_client) -> None:
 
 def test_cancel_job_and_cancel_a_final_job_again(make_client) -> None:
     client = make_client()
-    job_id = client.submit(transfers(1, "time=30"))
+    job_id = client.submit_job(transfers(1, "time=30"))
 
     canceled = client.cancel_job(job_id)
     again = client.cancel_job(job_id)
@@ -452,7 +486,7 @@ def test_cancel_job_and_cancel_a_final_job_again(make_client) -> None:
 
 def test_cancel_jobs_reports_unknown_ids_per_entry(make_client) -> None:
     client = make_client()
-    job_id = client.submit(transfers(1, "time=30"))
+    job_id = client.submit_job(transfers(1, "time=30"))
     unknown = str(uuid.uuid4())
 
     entries = {e["job_id"]: e for e in client.cancel_jobs([job_id, unknown])}
@@ -463,7 +497,7 @@ def test_cancel_jobs_reports_unknown_ids_per_entry(make_client) -> None:
 
 def test_cancel_some_files_of_a_job(make_client) -> None:
     client = make_client()
-    job_id = client.submit(transfers(3, "time=30"))
+    job_id = client.submit_job(transfers(3, "time=30"))
     file_ids = [f["file_id"] for f in client.get_job_files(job_id)]
 
     states = client.cancel_files(job_id, file_ids[:2])
@@ -474,13 +508,13 @@ def test_cancel_some_files_of_a_job(make_client) -> None:
 
 def test_set_priority_changes_job_and_validates_locally(make_client, fts_emulator) -> None:
     client = make_client()
-    job_id = client.submit(transfers(1, "time=30"), priority=2)
+    job_id = client.submit_job(transfers(1, "time=30"), priority=2)
 
-    client.set_priority(job_id, 5)
+    client.set_priority([job_id], 5)
 
     assert client.get_job_field(job_id, "priority") == 5
     with pytest.raises(FTSValidationError, match="priority"):
-        client.set_priority(job_id, 42)
+        client.set_priority([job_id], 42)
     client.cancel_job(job_id)
 
 
@@ -498,7 +532,7 @@ def test_clients_starting_together_delegate_once(make_client, fts_emulator) -> N
     clients = [make_client() for _ in range(10)]
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        job_ids = list(pool.map(lambda c: c.submit(transfers()), clients))
+        job_ids = list(pool.map(lambda c: c.submit_job(transfers()), clients))
 
     assert len(set(job_ids)) == 10
     assert delegation_requests(fts_emulator) == 1

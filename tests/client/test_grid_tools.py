@@ -46,7 +46,7 @@ def client_for(emulator, test_pki, proxy: Path) -> FTSClient:
 
 
 def submit_and_wait(client: FTSClient) -> dict:
-    job_id = client.submit([("mock://a.example/f?size=10", "mock://b.example/f")])
+    job_id = client.submit_job([("mock://a.example/f?size=10", "mock://b.example/f")])
     for _ in range(400):
         job = client.get_job(job_id)
         if JobState.parse(job["job_state"]).is_terminal:

@@ -191,7 +191,7 @@ READS = [
         lambda world: world.proxy_hook().get_job("../config"), "job_id", id="job-id-with-slash"
     ),
     pytest.param(
-        lambda world: world.proxy_hook().set_priority("a-job", 9), "priority", id="set-priority-9"
+        lambda world: world.proxy_hook().set_priority(["a-job"], 9), "priority", id="set-priority-9"
     ),
     pytest.param(
         lambda world: (

@@ -187,7 +187,7 @@ def test_hook_read_survives_malformed_json(hook, fts_emulator):
 
 
 def test_client_read_timeout_is_retried(client, fts_emulator):
-    job_id = client.submit([staged("ctimeout")], **STAGING)
+    job_id = client.submit_job([staged("ctimeout")], **STAGING)
     fts_emulator.reset_counts()
     fts_emulator.faults.slow(SLOWER_THAN_TIMEOUT, count=1, route="GET /jobs/{id}")
 
@@ -201,7 +201,7 @@ def test_submit_timing_out_while_the_server_stores_it_makes_one_job(client, fts_
     # sends again, and the late first POST meets the sid already taken (409, unanswered).
     fts_emulator.faults.slow(SLOWER_THAN_TIMEOUT, count=1, route="POST /jobs")
 
-    job_id = client.submit([quick("ctimeout-post")], sid="slow-submit")
+    job_id = client.submit_job([quick("ctimeout-post")], sid="slow-submit")
     time.sleep(SLOWER_THAN_TIMEOUT)  # let the late POST land
 
     assert job_id == client.expected_job_id("slow-submit")
@@ -366,7 +366,7 @@ async def test_poller_read_timeout_is_retried_at_the_next_round(fts_emulator, ft
 def _submit_with_proxy(emulator, pki, name: str) -> str:
     credentials = Credentials.from_proxy_file(pki.voms_proxy_path)
     with FTSClient(emulator.url, credentials, trust=Trust(ca_path=str(pki.ca_dir))) as client:
-        return client.submit([quick(name)])
+        return client.submit_job([quick(name)])
 
 
 async def test_restarted_trigger_resumes_and_sends_one_event(hook, fts_emulator, new_jobs):

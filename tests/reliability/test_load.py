@@ -86,7 +86,7 @@ def submit_all(hook: FTSHook) -> dict[str, str]:
     submitted: dict[str, str] = {}
     for job in range(JOBS):
         kind = kinds[job % len(kinds)]
-        submitted[client.submit(transfers(job, kind), **KINDS[kind]["params"])] = kind
+        submitted[client.submit_job(transfers(job, kind), **KINDS[kind]["params"])] = kind
     return submitted
 
 

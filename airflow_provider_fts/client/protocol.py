@@ -1,0 +1,406 @@
+"""The FTS REST protocol for jobs by id, written once for every HTTP library.
+
+Nothing here sends anything. Requests are plain :class:`Request` descriptions (ids checked,
+chunked by :data:`MAX_IDS_PER_REQUEST`, query parameters built); answers are read by the
+functions below (multi-id lists and 207 entries, error entries to exceptions). Operations
+that need several requests, and a decision between them (the archive fallback), are
+generators that yield a request and receive its decoded body, or its error thrown in:
+
+    exchange = Exchange(jobs_or_archived(job_ids))
+    while not exchange.done:
+        try:
+            exchange.answer(send(exchange.request))
+        except FTSError as error:
+            exchange.fail(error)
+    return exchange.result
+
+The sync client sends with ``requests`` (:mod:`.transport`), the triggers' poller with
+``httpx`` (:mod:`.poller`): only those few sending lines differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode
+
+from airflow_provider_fts import __version__
+from airflow_provider_fts.client.credentials import Trust
+from airflow_provider_fts.client.errors import (
+    FTSConnectionError,
+    FTSError,
+    FTSValidationError,
+    NotFound,
+    ServerCertificateError,
+    ServerError,
+    error_from_job_entry,
+    is_job_error_entry,
+)
+from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
+
+__all__ = [
+    "MAX_IDS_PER_REQUEST",
+    "Exchange",
+    "Request",
+    "certificate_error",
+    "check_id",
+    "entries",
+    "files_params",
+    "job_states",
+    "jobs_or_archived",
+    "request_headers",
+]
+
+log = logging.getLogger(__name__)
+
+#: Ids per request: FTS sets no limit, but URLs must stay well under 8 KiB.
+MAX_IDS_PER_REQUEST = 100
+MAX_LIST_LIMIT = 500
+
+T = TypeVar("T")
+#: Yields requests, receives each one's decoded body (or its error), returns ``T``.
+Flow = Generator["Request", Any, T]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request to FTS, before any library sends it.
+
+    :param method: HTTP method.
+    :param path: Path below the endpoint, ids already checked.
+    :param params: Query parameters (sent with commas and colons literal).
+    :param json_body: Body to send as JSON.
+    :param idempotent: Whether sending it twice is harmless (so it may be retried).
+    :param job_ids: The job ids the request is about (a failed batch fails these).
+    """
+
+    method: str
+    path: str
+    params: dict[str, str] | None = None
+    json_body: Any = None
+    idempotent: bool = False
+    job_ids: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The path with its query string."""
+        return with_query(self.path, self.params)
+
+
+def with_query(path: str, params: dict[str, Any] | None) -> str:
+    """``path?query``; commas and colons stay literal, as FTS's own clients send them."""
+    return f"{path}?{urlencode(params, quote_via=quote, safe=',:')}" if params else path
+
+
+class Exchange(Generic[T]):
+    """Drives a :data:`Flow`: ``request`` is what to send next until ``done``."""
+
+    def __init__(self, flow: Flow[T]) -> None:
+        self._flow = flow
+        self.request: Request | None = None
+        self.result: T | None = None
+        self.done = False
+        self._step(flow.send, None)
+
+    def answer(self, body: Any) -> None:
+        """Hand the decoded body of ``request`` to the flow."""
+        self._step(self._flow.send, body)
+
+    def fail(self, error: FTSError) -> None:
+        """Hand the error of ``request`` to the flow; re-raised unless the flow handles it."""
+        self._step(self._flow.throw, error)
+
+    def _step(self, step: Any, value: Any) -> None:
+        try:
+            self.request = step(value)
+        except StopIteration as stop:
+            self.request, self.result, self.done = None, stop.value, True
+
+
+# -- headers and TLS --------------------------------------------------------------------
+
+
+def default_user_agent(http_library: str) -> str:
+    # Deliberately not "fts-<x>/<n.m>": the server changes some answers for its own clients.
+    return f"airflow-provider-fts/{__version__} {http_library}"
+
+
+def request_headers(
+    http_library: str, *, user_agent: str | None = None, token: str | None = None
+) -> dict[str, str]:
+    """The headers of every request: JSON answers, our agent, the bearer token if any."""
+    headers = {
+        "Accept": "application/json",
+        "User-Agent": user_agent or default_user_agent(http_library),
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def certificate_error(
+    endpoint: str, trust: Trust, failure: BaseException
+) -> ServerCertificateError | None:
+    """A :class:`ServerCertificateError` when ``failure`` (any library's error) was caused
+    by the server certificate failing verification; None for any other failure."""
+    cause = _verification_failure(failure)
+    if cause is None:
+        return None
+    reason = getattr(cause, "verify_message", None) or str(cause)
+    return ServerCertificateError(
+        f"The server certificate of {endpoint} failed verification ({reason}) against "
+        f"{describe_trust(trust)}. Fix: set the connection extra ca_path to a directory of "
+        "the CA certificates that signed it (e.g. /etc/grid-security/certificates) or "
+        "ca_file to a PEM bundle of them (Trust(ca_path=...) / Trust(ca_file=...) for the "
+        "client); verify=false turns verification off, for tests only."
+    )
+
+
+def describe_trust(trust: Trust) -> str:
+    """Which CAs verify the server, in words (no secret is involved)."""
+    if trust.ca_path and trust.ca_file:
+        return (
+            f"the CA directory {trust.ca_path} (ca_path) and the CA file {trust.ca_file} (ca_file)"
+        )
+    if trust.ca_path:
+        return f"the CA directory {trust.ca_path} (ca_path)"
+    if trust.ca_file:
+        return f"the CA file {trust.ca_file} (ca_file)"
+    return "the system CA store (neither ca_path nor ca_file is set)"
+
+
+def _verification_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error somewhere in an error's causes, if any."""
+    seen: set[int] = set()
+    stack: list[Any] = [error]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        # requests/urllib3 nest the cause in args and ``reason``; httpx in the context.
+        stack.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        stack.extend(current.args)
+    return None
+
+
+def is_transient(error: FTSError) -> bool:
+    """A fault that may pass (network, 5xx): worth asking again; a bad certificate is not."""
+    if isinstance(error, ServerCertificateError):
+        return False
+    return isinstance(error, FTSConnectionError | ServerError)
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+def check_id(value: Any, field: str = "job_id") -> str:
+    """A job or file id safe to put in a path (FTS ids never contain these characters)."""
+    text = str(value).strip()
+    if not text or text == "None" or any(c in text for c in ",/?#% "):
+        raise FTSValidationError(
+            field, f"{value!r} is not an FTS id.", "Pass the id FTS returned, e.g. a UUID."
+        )
+    return text
+
+
+def files_params(files: bool = False, file_fields: Sequence[str] | None = None) -> dict | None:
+    """``?files=``: the summary's file fields for ``files=True``, or the ``file_fields`` named."""
+    if not isinstance(files, bool):
+        raise FTSValidationError(
+            "files",
+            f"{files!r} is not True or False.",
+            "Pass files=True for the summary's file fields, or file_fields=[...] to name them.",
+        )
+    if file_fields is not None:
+        if isinstance(file_fields, str) or not file_fields:
+            raise FTSValidationError(
+                "file_fields",
+                f"{file_fields!r} is not a non-empty list of field names.",
+                "Pass e.g. file_fields=['file_state', 'dest_surl'].",
+            )
+        return {"files": ",".join(file_fields)}
+    return {"files": ",".join(SUMMARY_FILE_FIELDS)} if files else None
+
+
+def by_ids(
+    method: str, job_ids: Iterable[str], *, params: dict | None = None, json_body: Any = None
+) -> list[Request]:
+    """One request per :data:`MAX_IDS_PER_REQUEST` checked ids, in the order given."""
+    ids = [check_id(job_id) for job_id in job_ids]
+    requests = []
+    for start in range(0, len(ids), MAX_IDS_PER_REQUEST):
+        chunk = tuple(ids[start : start + MAX_IDS_PER_REQUEST])
+        requests.append(
+            Request(
+                method,
+                # The trailing comma makes even one id answer with a list.
+                f"/jobs/{','.join(chunk)},",
+                params=params,
+                json_body=json_body,
+                idempotent=method in ("GET", "DELETE"),
+                job_ids=chunk,
+            )
+        )
+    return requests
+
+
+def priority_body(priority: Any) -> dict:
+    """The body that sets a job's priority (1 lowest .. 5 highest), checked."""
+    if not is_int_in(priority, 1, 5):
+        raise FTSValidationError(
+            "priority", f"{priority!r} is not an integer from 1 to 5.", "Use 1 (low) to 5 (high)."
+        )
+    return {"params": {"priority": priority}}
+
+
+def archive_request(job_id: str) -> Request:
+    return Request("GET", f"/archive/{check_id(job_id)}", idempotent=True)
+
+
+# -- answers ----------------------------------------------------------------------------
+
+
+def entries(body: Any) -> list[dict]:
+    """The entries of a multi-id answer (a lone object counts as one)."""
+    if isinstance(body, dict):
+        return [body]
+    return [entry for entry in body or [] if isinstance(entry, dict)]
+
+
+def is_not_found_entry(entry: dict) -> bool:
+    return is_job_error_entry(entry) and str(entry.get("http_status", "")).startswith("404")
+
+
+def is_terminal(record: dict | None) -> bool:
+    if record is None:
+        return False
+    try:
+        return JobState.parse(record.get("job_state", "")).is_terminal
+    except ValueError:
+        return False
+
+
+# -- flows ------------------------------------------------------------------------------
+
+
+def send_all(requests: Iterable[Request]) -> Flow[list[dict]]:
+    """Every request in turn; their entries, concatenated."""
+    found: list[dict] = []
+    for request in requests:
+        found.extend(entries((yield request)))
+    return found
+
+
+def jobs_or_archived(
+    job_ids: Iterable[str], *, files: bool = False, file_fields: Sequence[str] | None = None
+) -> Flow[list[dict]]:
+    """The jobs in the order asked; a job FTS purged from ``/jobs`` (a 404 entry there) comes
+    from ``/archive/<id>`` with all its files. A job in neither stays its 404 entry."""
+    params = files_params(files, file_fields)
+    found = yield from send_all(by_ids("GET", job_ids, params=params))
+    for index, entry in enumerate(found):
+        found[index] = yield from _or_archived(entry)
+    return found
+
+
+def job_states(job_ids: Iterable[str]) -> Flow[tuple[dict[str, dict], dict[str, FTSError]]]:
+    """One poll round: each job's record (files included, archive fallback), or its error.
+
+    A batch lost to a transient fault is left out (asked again next round); a batch refused
+    outright (401, a bad certificate) gives its error to every id in it.
+    """
+    records: dict[str, dict] = {}
+    errors: dict[str, FTSError] = {}
+    for request in by_ids("GET", job_ids, params=files_params(True)):
+        try:
+            body = yield request
+        except FTSError as error:
+            if not is_transient(error):
+                errors.update(dict.fromkeys(request.job_ids, error))
+            log.warning("FTS poll of %d jobs failed: %s", len(request.job_ids), error)
+            continue
+        for entry in entries(body):
+            entry = yield from _or_archived(entry)
+            if is_job_error_entry(entry):
+                errors[entry["job_id"]] = error_from_job_entry(
+                    entry, method="GET", path=request.path
+                )
+            else:
+                records[entry["job_id"]] = entry
+    return records, errors
+
+
+def _or_archived(entry: dict) -> Flow[dict]:
+    """A 404 entry's job from the archive, if the archive holds it; any other entry as is."""
+    if not is_not_found_entry(entry):
+        return entry
+    try:
+        return (yield archive_request(entry["job_id"]))
+    except NotFound:
+        return entry
+
+
+# -- listing ----------------------------------------------------------------------------
+
+
+def list_params(**filters: Any) -> dict[str, str]:
+    """The query of ``GET /jobs``; each filter checked, None left out."""
+    params: dict[str, str] = {}
+    for key, value in filters.items():
+        if value is None:
+            continue
+        if key == "state_in":
+            params[key] = _states(value)
+        elif key == "limit":
+            if not is_int_in(value, 1, MAX_LIST_LIMIT):
+                raise FTSValidationError(
+                    "list_jobs.limit",
+                    f"{value!r} is not from 1 to {MAX_LIST_LIMIT} (FTS reads 0 as no limit).",
+                    "Use a limit from 1 to 500, or leave it out.",
+                )
+            params[key] = str(value)
+        elif key == "time_window":
+            params[key] = _time_window(value)
+        elif key == "fields":
+            params[key] = value if isinstance(value, str) else ",".join(value)
+        else:
+            params[key] = str(value)
+    return params
+
+
+def _states(value: str | Iterable[str]) -> str:
+    states = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        return ",".join(JobState.parse(s).value for s in states)
+    except ValueError as exc:
+        raise FTSValidationError(
+            "list_jobs.state_in", f"{exc}.", "Use FTS job state names."
+        ) from None
+
+
+def _time_window(value: Any) -> str:
+    """FTS wants ``H`` or ``H:M``; accept hours or a timedelta."""
+    if isinstance(value, timedelta):
+        minutes = int(value.total_seconds() // 60)
+        if minutes > 0:
+            return f"{minutes // 60}:{minutes % 60}"
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return _time_window(timedelta(hours=value))
+    elif isinstance(value, str) and value.replace(":", "", 1).isdigit():
+        return value
+    raise FTSValidationError(
+        "list_jobs.time_window",
+        f"{value!r} is not a positive number of hours, a timedelta or 'H:M'.",
+        "Use e.g. time_window=24 or timedelta(hours=6).",
+    )
+
+
+def is_int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
