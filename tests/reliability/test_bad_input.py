@@ -348,6 +348,6 @@ def test_a_task_with_a_bad_connection_logs_the_message_without_a_chain(
     assert run.state == "failed"
     assert sum(fts_emulator.requests.values()) == 0
     logged = capsys.readouterr().out + caplog.text
-    assert "x509_proxy: /nonexistent/x509up_u1000 does not exist." in logged
+    assert "x509up_file: /nonexistent/x509up_u1000 does not exist." in logged
     assert "During handling of the above exception" not in logged
     assert "The above exception was the direct cause" not in logged
