@@ -78,12 +78,14 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     },
     "delegation_lifetime_hours": {
         "label": "Delegation lifetime (hours)",
-        "description": "Lifetime requested for the proxy delegated to FTS (default 12).",
-        "schema": _HOURS,
+        "description": "Lifetime requested for the proxy delegated to FTS (default 12; "
+        "longer than the renewal threshold).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 1},
     },
     "delegation_renew_hours": {
         "label": "Renew delegation below (hours)",
-        "description": "Delegate again when the delegated proxy has less left (default 6).",
+        "description": "Delegate again when the delegated proxy has less left "
+        "(default 6; at least 1: FTS refuses submissions under an hour).",
         "schema": _HOURS,
     },
     "timeout_seconds": {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +25,7 @@ from airflow_provider_fts.client.credentials import (
     PROXY_PEM,
     Credentials,
     Trust,
+    private_key_blocks,
 )
 from airflow_provider_fts.client.delegation import (
     DEFAULT_DELEGATION_LIFETIME,
@@ -45,6 +45,7 @@ __all__ = [
     "RENAMED_FIELDS",
     "CredentialSource",
     "FTSConnectionSettings",
+    "credential_source",
 ]
 
 MONITORING_URL = "https://{host}:8449/fts3/ftsmon/#/job/{{job_id}}"
@@ -161,9 +162,6 @@ _REFUSALS = (
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
-_PRIVATE_KEY_BLOCK = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S
-)
 
 
 @dataclass(frozen=True)
@@ -325,7 +323,7 @@ def _refusal(present: frozenset[str]) -> FTSValidationError:
 
 def _without_private_key(cert_pem: str | None) -> str | None:
     """The certificate text, refused if a key was pasted into it: that field is not masked."""
-    if cert_pem and _PRIVATE_KEY_BLOCK.search(cert_pem):
+    if cert_pem and private_key_blocks(cert_pem.encode()):
         raise FTSValidationError(
             f"extra {CERT_PEM!r}",
             "holds a private key; Airflow does not mask this field, so the key would show.",
@@ -424,8 +422,8 @@ def _keys_in(*paths: str | None) -> list[str]:
     keys: list[str] = []
     for path in paths:
         if path and os.path.isfile(path):
-            with open(path, encoding="ascii", errors="replace") as pem:
-                keys += _PRIVATE_KEY_BLOCK.findall(pem.read())
+            with open(path, "rb") as pem:
+                keys += private_key_blocks(pem.read())
     return keys
 
 

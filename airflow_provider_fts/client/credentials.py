@@ -46,6 +46,7 @@ __all__ = [
     "Credentials",
     "Trust",
     "format_duration",
+    "private_key_blocks",
     "private_temp_file",
 ]
 
@@ -365,6 +366,12 @@ def private_temp_file(data: bytes, directory: str | None = None) -> Iterator[Pat
         yield Path(name)
     finally:
         os.unlink(name)
+
+
+def private_key_blocks(data: bytes) -> list[str]:
+    """The private-key PEM blocks in ``data`` (to mask them, or to refuse them where they
+    do not belong)."""
+    return [m.group(0).decode("ascii", "replace") for m in _PRIVATE_KEY_BLOCK.finditer(data)]
 
 
 def _read_file(path: str | os.PathLike[str], field: str) -> bytes:
