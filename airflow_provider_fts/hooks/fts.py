@@ -1,9 +1,10 @@
 """FTSHook: an Airflow connection of type ``fts`` turned into an FTS client.
 
 The connection holds the REST endpoint (host and port), the credential (a proxy file, a
-certificate and key, pasted PEMs, or a bearer token) and how to trust the server. Every
-extra is checked before any request, and a mistake is reported by name with its fix.
-Secrets the hook loads go through Airflow's secret masker before anything can log them.
+certificate and key, pasted PEMs, or a bearer token) and how to trust the server. The
+hook reads the connection and hands its fields to :mod:`airflow_provider_fts.client.connection`,
+which checks every one before any request; secrets go through Airflow's secret masker
+before anything can log them.
 """
 
 from __future__ import annotations
