@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+# Airflow masks an extra by its NAME (any name holding "proxy", "token", "private_key",
+# "passphrase", ...), so no path field's name holds one and every secret's name does.
 _PATH = {"type": ["string", "null"]}
 _SECRET = {"type": ["string", "null"], "format": "password"}
+# A textarea keeps a pasted PEM's line breaks (Airflow 3's form renders "multiline" so).
+_PEM = {"type": ["string", "null"], "format": "multiline"}
 _HOURS = {"type": ["number", "null"], "minimum": 1}
 
 #: The connection's extra fields (stored in ``Connection.extra``); the hook accepts exactly these.
 CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
-    "x509_proxy": {
+    "x509up_file": {
         "label": "X.509 proxy file",
         "description": "Path of an RFC 3820 proxy (certificate, key and chain in one PEM), "
         "e.g. /tmp/x509up_u1000. Use this or certificate + key.",
@@ -33,18 +37,18 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     },
     "x509_proxy_pem": {
         "label": "X.509 proxy (PEM text)",
-        "description": "The proxy itself, pasted, instead of a path.",
-        "schema": _SECRET,
+        "description": "The proxy itself, pasted, instead of a path. Stored masked.",
+        "schema": _PEM,
     },
     "x509_cert_pem": {
         "label": "X.509 certificate (PEM text)",
-        "description": "The certificate chain, pasted, instead of a path.",
-        "schema": _SECRET,
+        "description": "The certificate chain, pasted, instead of a path (no key here).",
+        "schema": _PEM,
     },
-    "x509_key_pem": {
-        "label": "X.509 key (PEM text)",
-        "description": "The private key, pasted, instead of a path.",
-        "schema": _SECRET,
+    "x509_private_key_pem": {
+        "label": "X.509 private key (PEM text)",
+        "description": "The certificate's private key, pasted, instead of a path. Stored masked.",
+        "schema": _PEM,
     },
     "x509_key_passphrase": {
         "label": "X.509 key passphrase",
@@ -53,7 +57,7 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     },
     "access_token": {
         "label": "Access token",
-        "description": "OIDC bearer token (alternatively put it in the password field).",
+        "description": "OIDC bearer token, instead of an X.509 credential.",
         "schema": _SECRET,
     },
     "ca_path": {
@@ -69,17 +73,19 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     },
     "verify": {
         "label": "Verify the server certificate",
-        "description": "Turn off only for a test server.",
-        "schema": {"type": "boolean", "default": True},
+        "description": "On by default; turn off only for a test server.",
+        "schema": {"type": ["boolean", "null"], "default": True},
     },
     "delegation_lifetime_hours": {
         "label": "Delegation lifetime (hours)",
-        "description": "Lifetime requested for the proxy delegated to FTS (default 12).",
-        "schema": _HOURS,
+        "description": "Lifetime requested for the proxy delegated to FTS (default 12; "
+        "longer than the renewal threshold).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 1},
     },
     "delegation_renew_hours": {
         "label": "Renew delegation below (hours)",
-        "description": "Delegate again when the delegated proxy has less left (default 6).",
+        "description": "Delegate again when the delegated proxy has less left "
+        "(default 6; at least 1: FTS refuses submissions under an hour).",
         "schema": _HOURS,
     },
     "timeout_seconds": {
@@ -102,8 +108,9 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-fts",
         "name": "CERN FTS3",
-        "description": "Submit, wait for and report file transfers through CERN's "
-        "`FTS3 <https://fts.web.cern.ch/>`__ File Transfer Service.",
+        # `airflow providers list` shows the description, not the name: it starts with it.
+        "description": "`CERN FTS3 <https://fts.web.cern.ch/>`__: submit, wait for and "
+        "report file transfers through CERN's File Transfer Service.",
         "integrations": [
             {
                 "integration-name": integration,
@@ -138,8 +145,10 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_fts.hooks.fts.FTSHook",
                 "hook-name": "CERN FTS3",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "login"],
-                    "relabeling": {"host": "FTS REST endpoint", "password": "Access token"},
+                    # The token has one field, "access_token"; a token in the password
+                    # (e.g. from a connection URI) is still read.
+                    "hidden-fields": ["schema", "login", "password"],
+                    "relabeling": {"host": "FTS REST endpoint"},
                     "placeholders": {"host": "fts3-pilot.cern.ch", "port": "8446"},
                 },
                 "conn-fields": CONNECTION_FIELDS,

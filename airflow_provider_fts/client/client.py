@@ -19,6 +19,8 @@ from urllib.parse import quote, urlsplit
 from airflow_provider_fts.client import protocol
 from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.client.delegation import (
+    DEFAULT_DELEGATION_LIFETIME,
+    DEFAULT_RENEW_BELOW,
     DelegationPolicy,
     parse_termination_time,
     sign_proxy_request,
@@ -107,8 +109,8 @@ class FTSClient:
         timeout: tuple[float, float] = (10.0, 60.0),
         retries: int = 3,
         backoff: float = 0.5,
-        delegation_lifetime: timedelta = timedelta(hours=12),
-        renew_below: timedelta = timedelta(hours=6),
+        delegation_lifetime: timedelta = DEFAULT_DELEGATION_LIFETIME,
+        renew_below: timedelta = DEFAULT_RENEW_BELOW,
         delegation_check_interval: float = 300.0,
         user_agent: str | None = None,
         delegation_cache: DelegationCache | None = None,

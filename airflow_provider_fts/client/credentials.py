@@ -34,7 +34,31 @@ from airflow_provider_fts.client.certs import (
 )
 from airflow_provider_fts.client.errors import FTSCredentialError
 
-__all__ = ["GRID_CA_DIR", "MIN_SUBMIT_LIFETIME", "Credentials", "Trust", "private_temp_file"]
+__all__ = [
+    "CERT_FILE",
+    "CERT_PEM",
+    "GRID_CA_DIR",
+    "KEY_FILE",
+    "KEY_PEM",
+    "MIN_SUBMIT_LIFETIME",
+    "PROXY_FILE",
+    "PROXY_PEM",
+    "Credentials",
+    "Trust",
+    "format_duration",
+    "private_key_blocks",
+    "private_temp_file",
+]
+
+# The connection fields a credential comes from; errors name them so the user knows what
+# to change. No path field contains a word Airflow treats as secret ("proxy", "token",
+# "private_key", ...), so paths are never masked; the PEM key's name does, so it is.
+PROXY_FILE = "x509up_file"
+PROXY_PEM = "x509_proxy_pem"
+CERT_FILE = "x509_cert"
+CERT_PEM = "x509_cert_pem"
+KEY_FILE = "x509_key"
+KEY_PEM = "x509_private_key_pem"
 
 GRID_CA_DIR = "/etc/grid-security/certificates"
 # FTS answers 419 to submissions whose delegated proxy has less than this left.
@@ -128,10 +152,10 @@ class Credentials:
     # -- constructors ------------------------------------------------------------------
 
     @classmethod
-    def from_proxy_file(cls, path: str | os.PathLike[str]) -> Credentials:
+    def from_proxy_file(cls, path: str | os.PathLike[str], field: str = PROXY_FILE) -> Credentials:
         """A grid proxy file: certificate, key, then the issuer chain, in one PEM file."""
-        data = _read_file(path, "x509_proxy", _RENEW_PROXY)
-        return cls._from_pem_data(data, data, None, cert_field="x509_proxy", key_field="x509_proxy")
+        data = _read_file(path, field)
+        return cls._from_pem_data(data, data, None, cert_field=field, key_field=field)
 
     @classmethod
     def from_cert_key(
@@ -141,14 +165,38 @@ class Credentials:
         passphrase: str | bytes | None = None,
     ) -> Credentials:
         """A certificate file (with its chain) and a key file (default: the same file)."""
-        cert_data = _read_file(cert_path, "x509_cert", "give the path of your usercert.pem.")
-        if key_path is None:
-            return cls._from_pem_data(
-                cert_data, cert_data, passphrase, cert_field="x509_cert", key_field="x509_cert"
+        return cls.from_certificate(cert_path=cert_path, key_path=key_path, passphrase=passphrase)
+
+    @classmethod
+    def from_certificate(
+        cls,
+        *,
+        cert_path: str | os.PathLike[str] | None = None,
+        cert_pem: str | bytes | None = None,
+        key_path: str | os.PathLike[str] | None = None,
+        key_pem: str | bytes | None = None,
+        passphrase: str | bytes | None = None,
+    ) -> Credentials:
+        """A certificate and its key, each from a file or PEM text.
+
+        Without a key the certificate's own file or text must hold it.
+        """
+        if cert_path is not None:
+            cert_data, cert_field = _read_file(cert_path, CERT_FILE), CERT_FILE
+        elif cert_pem:
+            cert_data, cert_field = _as_bytes(cert_pem), CERT_PEM
+        else:
+            raise FTSCredentialError(
+                CERT_PEM, "no proxy or certificate PEM was given.", "give one of them."
             )
-        key_data = _read_file(key_path, "x509_key", "give the path of your userkey.pem.")
+        if key_path is not None:
+            key_data, key_field = _read_file(key_path, KEY_FILE), KEY_FILE
+        elif key_pem:
+            key_data, key_field = _as_bytes(key_pem), KEY_PEM
+        else:
+            key_data, key_field = cert_data, cert_field
         return cls._from_pem_data(
-            cert_data, key_data, passphrase, cert_field="x509_cert", key_field="x509_key"
+            cert_data, key_data, passphrase, cert_field=cert_field, key_field=key_field
         )
 
     @classmethod
@@ -163,19 +211,8 @@ class Credentials:
         """Inline PEM text: a whole proxy, or a certificate and a key (default: in cert_pem)."""
         if proxy_pem:
             data = _as_bytes(proxy_pem)
-            return cls._from_pem_data(
-                data, data, None, cert_field="x509_proxy_pem", key_field="x509_proxy_pem"
-            )
-        if not cert_pem:
-            raise FTSCredentialError(
-                "x509_cert_pem", "no proxy or certificate PEM was given.", "give one of them."
-            )
-        cert_data = _as_bytes(cert_pem)
-        key_field = "x509_key_pem" if key_pem else "x509_cert_pem"
-        key_data = _as_bytes(key_pem) if key_pem else cert_data
-        return cls._from_pem_data(
-            cert_data, key_data, passphrase, cert_field="x509_cert_pem", key_field=key_field
-        )
+            return cls._from_pem_data(data, data, None, cert_field=PROXY_PEM, key_field=PROXY_PEM)
+        return cls.from_certificate(cert_pem=cert_pem, key_pem=key_pem, passphrase=passphrase)
 
     @classmethod
     def from_token(cls, token: str) -> Credentials:
@@ -198,10 +235,10 @@ class Credentials:
         exists, then ``$X509_USER_CERT`` with ``$X509_USER_KEY`` (or the key in the same file).
         """
         if environ.get("X509_USER_PROXY"):
-            return cls.from_proxy_file(environ["X509_USER_PROXY"])
+            return cls.from_proxy_file(environ["X509_USER_PROXY"], field="$X509_USER_PROXY")
         default_proxy = default_proxy or f"/tmp/x509up_u{os.geteuid()}"
         if os.path.isfile(default_proxy):
-            return cls.from_proxy_file(default_proxy)
+            return cls.from_proxy_file(default_proxy, field="the default proxy")
         if environ.get("X509_USER_CERT"):
             return cls.from_cert_key(
                 environ["X509_USER_CERT"], environ.get("X509_USER_KEY") or None
@@ -267,13 +304,13 @@ class Credentials:
         if left <= timedelta(0):
             raise FTSCredentialError(
                 self.field,
-                f"the {self.kind} of {self.dn} expired at {expiry} ({_duration(-left)} ago).",
+                f"the {self.kind} of {self.dn} expired at {expiry} ({format_duration(-left)} ago).",
                 fix,
             )
         if purpose == "submit" and left < MIN_SUBMIT_LIFETIME:
             raise FTSCredentialError(
                 self.field,
-                f"the {self.kind} of {self.dn} expires at {expiry}, in {_duration(left)}; "
+                f"the {self.kind} of {self.dn} expires at {expiry}, in {format_duration(left)}; "
                 "FTS refuses submissions and delegations with less than one hour left.",
                 fix,
             )
@@ -331,7 +368,19 @@ def private_temp_file(data: bytes, directory: str | None = None) -> Iterator[Pat
         os.unlink(name)
 
 
-def _read_file(path: str | os.PathLike[str], field: str, fix: str) -> bytes:
+def private_key_blocks(data: bytes) -> list[str]:
+    """The private-key PEM blocks in ``data`` (to mask them, or to refuse them where they
+    do not belong)."""
+    return [m.group(0).decode("ascii", "replace") for m in _PRIVATE_KEY_BLOCK.finditer(data)]
+
+
+def _read_file(path: str | os.PathLike[str], field: str) -> bytes:
+    # A wrong path is the likely cause (a typo, or a file on another machine than the
+    # worker), so the path comes first; renewing a proxy would not help.
+    fix = (
+        f"check the path in {field!r} first: it must name a readable file "
+        "on the machine that runs the task."
+    )
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
@@ -382,7 +431,8 @@ def _as_bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-def _duration(delta: timedelta) -> str:
+def format_duration(delta: timedelta) -> str:
+    """``2d 3h 5m``: how long a credential has left (or has been expired)."""
     minutes = int(delta.total_seconds() // 60)
     if minutes < 1:
         return "less than a minute"

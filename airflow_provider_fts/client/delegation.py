@@ -19,7 +19,17 @@ from airflow_provider_fts.client.certs import build_proxy, chain_not_after
 from airflow_provider_fts.client.credentials import MIN_SUBMIT_LIFETIME, Credentials
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSError, FTSValidationError
 
-__all__ = ["DelegationPolicy", "parse_termination_time", "sign_proxy_request"]
+__all__ = [
+    "DEFAULT_DELEGATION_LIFETIME",
+    "DEFAULT_RENEW_BELOW",
+    "DelegationPolicy",
+    "parse_termination_time",
+    "sign_proxy_request",
+]
+
+# Renewing at half the lifetime keeps long jobs and retries covered between checks.
+DEFAULT_DELEGATION_LIFETIME = timedelta(hours=12)
+DEFAULT_RENEW_BELOW = timedelta(hours=6)
 
 # Back-dating tolerates clocks of storage endpoints that run a little behind ours.
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -100,25 +110,43 @@ class DelegationPolicy:
     """How long a delegated proxy lives and when to replace it.
 
     Renewing well before expiry (6 of 12 hours by default) keeps long-running jobs and
-    retries covered; FTS itself refuses submissions under one hour.
+    retries covered. FTS refuses submissions under one hour, so a threshold below one hour
+    would never be the reason to renew: it is refused, as is one not below the lifetime.
     """
 
-    lifetime: timedelta = timedelta(hours=12)
-    renew_below: timedelta = timedelta(hours=6)
+    lifetime: timedelta = DEFAULT_DELEGATION_LIFETIME
+    renew_below: timedelta = DEFAULT_RENEW_BELOW
 
     def __post_init__(self) -> None:
-        if self.lifetime <= MIN_SUBMIT_LIFETIME:
+        self.check(self.lifetime, self.renew_below)
+
+    @staticmethod
+    def check(
+        lifetime: timedelta,
+        renew_below: timedelta,
+        *,
+        fields: tuple[str, str] = ("delegation_lifetime", "renew_below"),
+    ) -> None:
+        """Refuse settings that cannot work; ``fields`` name them as the user wrote them.
+
+        :param lifetime: The lifetime requested for each delegated proxy.
+        :param renew_below: Delegate again when the server's copy has less than this left.
+        :param fields: The names of the two settings in the error (lifetime, renew_below).
+        """
+        lifetime_field, renew_field = fields
+        if renew_below < MIN_SUBMIT_LIFETIME:
             raise FTSValidationError(
-                "delegation_lifetime",
-                f"{self.lifetime} is too short: FTS refuses delegations under one hour.",
-                "use at least a few hours (default 12).",
+                renew_field,
+                f"{renew_below} is under one hour; FTS refuses submissions when less than "
+                "an hour is left, so the delegation is renewed then anyway.",
+                "use at least one hour (default 6 hours).",
             )
-        if not timedelta(0) <= self.renew_below < self.lifetime:
+        if lifetime <= renew_below:
             raise FTSValidationError(
-                "renew_below",
-                f"{self.renew_below} must be below the lifetime {self.lifetime}, "
+                lifetime_field,
+                f"{lifetime} must be longer than the renewal threshold {renew_below}, "
                 "or every check would delegate again.",
-                "use about half the lifetime (default 6 hours).",
+                "use about twice the threshold (defaults 12 and 6 hours).",
             )
 
     def needs_renewal(

@@ -145,7 +145,7 @@ class FTSEmulator:
 
     def connection_json(
         self,
-        x509_proxy: str | Path | None = None,
+        x509up_file: str | Path | None = None,
         *,
         x509_cert: str | Path | None = None,
         x509_key: str | Path | None = None,
@@ -155,7 +155,7 @@ class FTSEmulator:
         """The ``AIRFLOW_CONN_FTS_DEFAULT`` value (JSON) for a user of this emulator."""
         extra: dict[str, str] = {}
         for key, value in (
-            ("x509_proxy", x509_proxy),
+            ("x509up_file", x509up_file),
             ("x509_cert", x509_cert),
             ("x509_key", x509_key),
             ("ca_path", ca_path),

@@ -38,7 +38,7 @@ def define_connection(fts_emulator, fts_pki, monkeypatch):
 
 @pytest.fixture
 def hook(define_connection, fts_pki) -> FTSHook:
-    return define_connection(x509_proxy=str(fts_pki.voms_proxy_path))
+    return define_connection(x509up_file=str(fts_pki.voms_proxy_path))
 
 
 def wait_for_state(hook: FTSHook, job_id: str, *states: str, timeout: float = 10) -> dict:
@@ -75,7 +75,8 @@ def test_inline_proxy_pem_connection_works(define_connection, fts_pki):
 
 def test_inline_certificate_and_key_pems_work(define_connection, fts_pki):
     hook = define_connection(
-        x509_cert_pem=fts_pki.user.cert_pem.decode(), x509_key_pem=fts_pki.user.key_pem.decode()
+        x509_cert_pem=fts_pki.user.cert_pem.decode(),
+        x509_private_key_pem=fts_pki.user.key_pem.decode(),
     )
 
     assert hook.whoami()["user_dn"] == fts_pki.user.dn
@@ -94,7 +95,7 @@ def test_token_connection_needs_no_delegation(define_connection):
 def test_connection_test_reports_an_untrusted_server_without_raising(
     define_connection, fts_pki, tmp_path
 ):
-    hook = define_connection(x509_proxy=str(fts_pki.voms_proxy_path), ca_path=str(tmp_path))
+    hook = define_connection(x509up_file=str(fts_pki.voms_proxy_path), ca_path=str(tmp_path))
 
     ok, message = hook.test_connection()
 

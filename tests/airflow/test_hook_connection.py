@@ -1,17 +1,25 @@
-"""How an ``fts`` connection is read: endpoint, credential choice, extras, masking.
+"""What Airflow adds to a connection: reading it (sync and async), masking its secrets and
+never its paths, and ``test_connection`` (the form's Test button) against the emulator.
 
-No server is needed: every mistake must be reported before any request.
+The field rules themselves are framework-free: ``tests/client/test_connection.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 from airflow_provider_fts.hooks.fts import FTSHook
+from airflow_provider_fts.testing.pki import Voms
+from airflow_provider_fts.testing.pytest_plugin import TEST_TOKEN
+
+DTEAM = Voms("dteam", ["/dteam/Role=NULL/Capability=NULL"])
 
 
 @pytest.fixture
@@ -26,119 +34,56 @@ def connection(monkeypatch):
     return define
 
 
-def test_host_without_scheme_and_a_port_make_an_https_endpoint(connection):
-    hook = connection(host="fts.example.org", port=8446)
+@pytest.fixture
+def emulated(connection, fts_emulator, fts_pki):
+    """A hook on the emulator (trusting its CA) with the given password and extras."""
 
-    assert hook.settings.endpoint == "https://fts.example.org:8446"
+    def define(password: str | None = None, **extra) -> FTSHook:
+        fields = {"host": fts_emulator.host, "port": fts_emulator.port}
+        return connection(
+            **fields, password=password, extra={"ca_path": str(fts_pki.ca_dir), **extra}
+        )
 
-
-def test_host_with_https_scheme_and_port_is_accepted(connection):
-    hook = connection(host="https://fts.example.org:9446/")
-
-    assert hook.settings.endpoint == "https://fts.example.org:9446"
-
-
-def test_missing_port_defaults_to_8446(connection):
-    hook = connection(host="fts.example.org")
-
-    assert hook.settings.endpoint == "https://fts.example.org:8446"
+    return define
 
 
-def test_plain_http_is_refused(connection):
-    hook = connection(host="http://fts.example.org")
+def test_the_airflow_connection_reaches_the_settings(connection):
+    extra = {"x509up_file": "/tmp/x509up_u1000", "delegation_renew_hours": "3"}
+    hook = connection(host="fts.example.org", port=9446, extra=extra)
 
-    with pytest.raises(FTSValidationError, match="https"):
+    settings = hook.settings
+
+    assert settings.endpoint == "https://fts.example.org:9446"
+    assert settings.credential.proxy_path == "/tmp/x509up_u1000"
+    assert settings.renew_below == timedelta(hours=3)
+
+
+def test_the_async_path_reads_the_same_settings(connection):
+    hook = connection(host="fts.example.org", password=TEST_TOKEN, extra={"timeout_seconds": 7})
+
+    settings = asyncio.run(hook.asettings())
+
+    assert settings == hook.settings
+    assert settings.credential.kind == "token"
+
+
+def test_a_bad_field_is_refused_when_the_settings_are_read(connection):
+    hook = connection(host="fts.example.org", extra={"x509_proxy": "/tmp/x509up_u1000"})
+
+    with pytest.raises(FTSValidationError, match="renamed 'x509up_file'"):
         hook.settings  # noqa: B018
 
 
-def test_a_misspelled_extra_is_named_with_its_fix(connection):
-    hook = connection(host="fts.example.org", extra={"x509_proxi": "/tmp/x509up_u1000"})
+def test_airflow_masks_every_secret_field_and_shows_every_path():
+    # Airflow masks an extra by its name, in logs and in what its API sends to the form.
+    from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
 
-    with pytest.raises(FTSValidationError) as raised:
-        hook.settings  # noqa: B018
+    paths = {"x509up_file", "x509_cert", "x509_key", "ca_path", "ca_file"}
+    secrets = {"x509_proxy_pem", "x509_private_key_pem", "x509_key_passphrase", "access_token"}
 
-    assert raised.value.field == "extra 'x509_proxi'"
-    assert "x509_proxy" in raised.value.fix
-
-
-def test_non_numeric_delegation_hours_are_refused(connection):
-    hook = connection(host="fts.example.org", extra={"delegation_lifetime_hours": "twelve"})
-
-    with pytest.raises(FTSValidationError, match="delegation_lifetime_hours"):
-        hook.settings  # noqa: B018
-
-
-def test_renewal_threshold_must_stay_below_the_lifetime(connection):
-    extra = {"delegation_lifetime_hours": 4, "delegation_renew_hours": 6}
-    hook = connection(host="fts.example.org", extra=extra)
-
-    with pytest.raises(FTSValidationError, match="delegation_lifetime_hours"):
-        hook.settings  # noqa: B018
-
-
-def test_delegation_hours_given_as_strings_are_read(connection):
-    extra = {"delegation_lifetime_hours": "24", "delegation_renew_hours": "3"}
-    hook = connection(host="fts.example.org", extra=extra)
-
-    assert hook.settings.delegation_lifetime == timedelta(hours=24)
-    assert hook.settings.renew_below == timedelta(hours=3)
-
-
-def test_proxy_and_certificate_together_are_refused(connection):
-    extra = {"x509_proxy": "/tmp/x509up_u1000", "x509_cert": "/home/u/usercert.pem"}
-    hook = connection(host="fts.example.org", extra=extra)
-
-    with pytest.raises(FTSValidationError, match="x509_cert"):
-        hook.settings  # noqa: B018
-
-
-def test_a_key_without_a_certificate_is_refused(connection):
-    hook = connection(host="fts.example.org", extra={"x509_key": "/home/u/userkey.pem"})
-
-    with pytest.raises(FTSValidationError, match="x509_key"):
-        hook.settings  # noqa: B018
-
-
-def test_token_and_x509_together_are_refused(connection):
-    extra = {"x509_proxy": "/tmp/x509up_u1000"}
-    hook = connection(host="fts.example.org", password="eyJhbGciOi.token.sig", extra=extra)
-
-    with pytest.raises(FTSValidationError, match="bearer token"):
-        hook.settings  # noqa: B018
-
-
-@pytest.mark.parametrize(("text", "expected"), [("false", False), ("False", False), ("1", True)])
-def test_verify_accepts_boolean_strings(connection, text, expected):
-    hook = connection(host="fts.example.org", extra={"verify": text})
-
-    assert hook.settings.verify is expected
-
-
-def test_verify_refuses_other_strings(connection):
-    hook = connection(host="fts.example.org", extra={"verify": "sometimes"})
-
-    with pytest.raises(FTSValidationError, match="verify"):
-        hook.settings  # noqa: B018
-
-
-def test_job_url_defaults_to_ftsmon_on_port_8449_of_the_host(connection):
-    hook = connection(host="fts.example.org", port=8446)
-
-    assert hook.job_url("abc") == "https://fts.example.org:8449/fts3/ftsmon/#/job/abc"
-
-
-def test_job_url_follows_the_configured_template(connection):
-    extra = {"monitoring_url": "https://mon.example.org/job/{job_id}?x=1"}
-    hook = connection(host="fts.example.org", extra=extra)
-
-    assert hook.job_url("abc") == "https://mon.example.org/job/abc?x=1"
-
-
-def test_monitoring_url_without_placeholder_is_refused(connection):
-    hook = connection(host="fts.example.org", extra={"monitoring_url": "https://mon/job/"})
-
-    with pytest.raises(FTSValidationError, match="job_id"):
-        hook.settings  # noqa: B018
+    assert paths | secrets <= set(CONNECTION_FIELDS)
+    assert [name for name in sorted(paths) if should_hide_value_for_key(name)] == []
+    assert [name for name in sorted(secrets) if not should_hide_value_for_key(name)] == []
 
 
 def test_token_in_the_password_field_is_masked_and_kept_out_of_reprs(connection):
@@ -158,12 +103,16 @@ def test_inline_key_and_passphrase_are_masked(connection):
     from airflow.sdk.log import redact
 
     key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
-    extra = {"x509_cert_pem": "CERT", "x509_key_pem": key, "x509_key_passphrase": "open sesame"}
+    extra = {
+        "x509_cert_pem": "CERT",
+        "x509_private_key_pem": key,
+        "x509_key_passphrase": "open sesame",
+    }
     hook = connection(host="fts.example.org", extra=extra)
 
     settings = hook.settings
 
-    assert settings.credential.kind == "pem"
+    assert settings.credential.kind == "certificate"
     assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in redact(f"loaded {key}")
     assert "open sesame" not in redact("passphrase is open sesame")
 
@@ -171,18 +120,98 @@ def test_inline_key_and_passphrase_are_masked(connection):
 def test_timeout_extra_reaches_the_client(connection, fts_pki):
     hook = connection(
         host="fts.example.org",
-        extra={"x509_proxy": str(fts_pki.voms_proxy_path), "ca_path": str(fts_pki.ca_dir),
+        extra={"x509up_file": str(fts_pki.voms_proxy_path), "ca_path": str(fts_pki.ca_dir),
                "timeout_seconds": "5"},
     )  # fmt: skip
 
     assert hook.get_client().transport.timeout == (5.0, 5.0)
 
 
-@pytest.mark.parametrize("value", ["soon", "0", "-3", "nan"])
-def test_a_timeout_that_is_not_a_positive_number_is_refused(connection, value: str) -> None:
-    hook = connection(host="fts.example.org", extra={"timeout_seconds": value})
+# -- test_connection: can this connection submit? -------------------------------------------
 
-    with pytest.raises(FTSValidationError, match="timeout_seconds") as raised:
-        hook.settings  # noqa: B018
 
-    assert "Fix:" in str(raised.value)
+def _proxy(fts_pki, tmp_path, left: timedelta, voms: Voms | None = None) -> str:
+    now = datetime.now(UTC)
+    proxy = fts_pki.user.make_proxy(
+        not_before=now - timedelta(hours=13), not_after=now + left, voms=voms
+    )
+    return str(proxy.write_proxy(tmp_path / "x509up"))
+
+
+def test_a_good_proxy_says_who_we_are_and_how_long_it_lasts(emulated, fts_pki, tmp_path):
+    proxy = _proxy(fts_pki, tmp_path, timedelta(hours=5), voms=DTEAM)
+
+    ok, message = emulated(x509up_file=proxy).test_connection()
+
+    assert ok, message
+    assert f"as {fts_pki.user.dn} (dteam)" in message
+    assert re.search(r"; proxy valid for 4h 5\dm; ", message), message
+
+
+def test_a_proxy_without_voms_shows_no_vo_instead_of_its_virtual_vo(emulated, fts_pki):
+    hook = emulated(x509up_file=str(fts_pki.plain_proxy_path))
+
+    ok, message = hook.test_connection()
+
+    assert ok, message
+    virtual_vo = hook.whoami()["delegation_id"]
+    assert hook.whoami()["vos"] == [virtual_vo]  # what FTS answers for a VO-less proxy
+    assert "(no VO)" in message
+    assert virtual_vo not in message
+
+
+def test_an_expired_proxy_cannot_submit(emulated, fts_pki, tmp_path):
+    hook = emulated(x509up_file=_proxy(fts_pki, tmp_path, -timedelta(minutes=5)))
+
+    ok, message = hook.test_connection()
+
+    assert not ok
+    assert "x509up_file: the proxy" in message
+    assert "expired" in message
+    assert "Fix: create a new proxy" in message
+
+
+def test_a_proxy_with_under_an_hour_left_cannot_submit(emulated, fts_pki, tmp_path):
+    hook = emulated(x509up_file=_proxy(fts_pki, tmp_path, timedelta(minutes=28)))
+
+    ok, message = hook.test_connection()
+
+    assert not ok
+    assert "in 27m" in message
+    assert "less than one hour left" in message
+    assert "Fix:" in message
+
+
+def test_a_key_that_is_not_the_certificates_cannot_submit(emulated, fts_pki):
+    extra = {"x509_cert": str(fts_pki.usercert_path)}
+    hook = emulated(**extra, x509_private_key_pem=fts_pki.host.key_pem.decode())
+
+    ok, message = hook.test_connection()
+
+    assert not ok
+    assert "x509_private_key_pem: the private key does not belong" in message
+
+
+def test_a_missing_proxy_file_names_the_path_to_check(emulated):
+    ok, message = emulated(x509up_file="/nonexistent/x509up_u1000").test_connection()
+
+    assert not ok
+    assert "/nonexistent/x509up_u1000 does not exist" in message
+    assert "check the path in 'x509up_file' first" in message
+    assert "voms-proxy-init" not in message
+
+
+def test_a_token_needs_no_delegation(emulated):
+    ok, message = emulated(TEST_TOKEN).test_connection()
+
+    assert ok, message
+    assert "token authentication, no delegation needed" in message
+
+
+def test_a_bad_field_is_reported_not_raised(connection):
+    hook = connection(host="fts.example.org", extra={"verify": "sometimes"})
+
+    ok, message = hook.test_connection()
+
+    assert not ok
+    assert message.startswith("FTSValidationError: extra 'verify'")

@@ -70,4 +70,40 @@ def test_airflow_cli_lists_the_provider():
         check=True,
     )
 
-    assert "airflow-provider-fts" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if "airflow-provider-fts" in line)
+    assert "CERN FTS3" in line  # the name the README promises (the listing shows descriptions)
+
+
+def _fts_form():
+    """The FTS connection form as Airflow's API sends it to the UI."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    return next(m for m in HookMetaService.hook_meta_data() if m.connection_type == "fts")
+
+
+def test_the_pem_fields_are_multiline_inputs():
+    # Airflow 3's form renders a string schema with format "multiline" as a textarea.
+    fields = _fts_form().extra_fields
+
+    pems = [name for name in fields if name.endswith("_pem")]
+
+    assert pems == ["x509_proxy_pem", "x509_cert_pem", "x509_private_key_pem"]
+    assert {fields[name]["schema"]["format"] for name in pems} == {"multiline"}
+
+
+def test_the_form_has_one_access_token_field():
+    form = _fts_form()
+    titles = [field["schema"].get("title") for field in form.extra_fields.values()]
+    standard = [getattr(form.standard_fields, name) for name in ("login", "password")]
+
+    assert titles.count("Access token") == 1
+    assert all(field.hidden for field in standard)
+
+
+def test_verify_is_optional_and_shows_its_default():
+    verify = _fts_form().extra_fields["verify"]
+
+    # The form marks a field required when its type does not allow null.
+    assert "null" in verify["schema"]["type"]
+    assert verify["value"] is True
+    assert "default" in verify["description"].lower()

@@ -107,8 +107,11 @@ def test_missing_proxy_file_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(FTSCredentialError) as caught:
         Credentials.from_proxy_file(tmp_path / "nope")
 
-    assert caught.value.field == "x509_proxy"
-    assert "does not exist" in str(caught.value)
+    assert caught.value.field == "x509up_file"
+    assert f"{tmp_path / 'nope'} does not exist" in caught.value.problem
+    # A wrong path is the likely cause: check it first; a new proxy would not help.
+    assert caught.value.fix.startswith("check the path in 'x509up_file' first")
+    assert "voms-proxy-init" not in str(caught.value)
 
 
 def test_key_of_another_certificate_is_refused(fts_pki: FTSTestPKI, tmp_path: Path) -> None:
@@ -134,7 +137,7 @@ def test_wrong_passphrase_is_reported(fts_pki: FTSTestPKI) -> None:
             passphrase="wrong",
         )
 
-    assert caught.value.field == "x509_key_pem"
+    assert caught.value.field == "x509_private_key_pem"
     assert "wrong passphrase" in str(caught.value)
 
 

@@ -305,8 +305,11 @@ def test_policy_does_not_renew_when_the_credential_cannot_do_better() -> None:
 @pytest.mark.parametrize(
     ("lifetime", "renew_below", "field"),
     [
-        (timedelta(minutes=30), timedelta(minutes=10), "delegation_lifetime"),
-        (timedelta(hours=12), timedelta(hours=12), "renew_below"),
+        # under an hour, FTS refuses submissions anyway: renewing then is not a choice
+        (timedelta(hours=12), timedelta(minutes=30), "renew_below"),
+        (timedelta(minutes=30), timedelta(minutes=10), "renew_below"),
+        (timedelta(hours=12), timedelta(hours=12), "delegation_lifetime"),
+        (timedelta(hours=4), timedelta(hours=6), "delegation_lifetime"),
     ],
 )
 def test_policy_rejects_settings_that_cannot_work(
@@ -316,3 +319,20 @@ def test_policy_rejects_settings_that_cannot_work(
         DelegationPolicy(lifetime=lifetime, renew_below=renew_below)
 
     assert caught.value.field == field
+
+
+def test_policy_accepts_the_smallest_working_settings() -> None:
+    policy = DelegationPolicy(
+        lifetime=timedelta(hours=1, minutes=1), renew_below=timedelta(hours=1)
+    )
+
+    assert policy.needs_renewal(NOW + timedelta(minutes=59), NOW)
+
+
+def test_policy_check_names_the_fields_as_the_caller_calls_them() -> None:
+    with pytest.raises(FTSValidationError) as caught:
+        DelegationPolicy.check(
+            timedelta(hours=3), timedelta(hours=3), fields=("extra 'a'", "extra 'b'")
+        )
+
+    assert caught.value.field == "extra 'a'"

@@ -28,7 +28,7 @@ def test_cli_prints_a_working_connection_and_stops_on_ctrl_c(tmp_path: Path) -> 
 
         whoami = requests.get(
             f"https://{connection['host']}:{connection['port']}/whoami",
-            cert=(extra["x509_proxy"], extra["x509_proxy"]),
+            cert=(extra["x509up_file"], extra["x509up_file"]),
             verify=extra["ca_path"],
             timeout=10,
         )

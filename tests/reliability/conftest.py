@@ -39,8 +39,8 @@ def connect(fts_emulator, fts_pki, monkeypatch):
 
     def define(password: str | None = None, **extra) -> str:
         extra = {"ca_path": str(fts_pki.ca_dir), **extra}
-        if password is None and not any(k.startswith("x509_") for k in extra):
-            extra["x509_proxy"] = str(fts_pki.voms_proxy_path)
+        if password is None and not any(k.startswith("x509") for k in extra):
+            extra["x509up_file"] = str(fts_pki.voms_proxy_path)
         document = json.loads(fts_emulator.connection_json(token=password))
         document["extra"] = extra  # any extras, also inline PEMs the helper does not take
         value = json.dumps(document)

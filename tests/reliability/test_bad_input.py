@@ -71,7 +71,7 @@ class World:
         return FTSHook()
 
     def proxy_hook(self) -> FTSHook:
-        return self.hook(x509_proxy=str(self.pki.voms_proxy_path))
+        return self.hook(x509up_file=str(self.pki.voms_proxy_path))
 
 
 def submit(*transfers, **params) -> Callable[[World], object]:
@@ -207,17 +207,19 @@ READS = [
 
 CREDENTIALS = [
     pytest.param(
-        lambda world: world.hook(x509_proxy=str(world.bad.expired_proxy)).whoami(),
-        "x509_proxy",
+        lambda world: world.hook(x509up_file=str(world.bad.expired_proxy)).whoami(),
+        "x509up_file",
         id="expired-proxy",
     ),
     pytest.param(
-        lambda world: world.hook(x509_proxy=str(world.bad.nearly_expired_proxy)).submit_job([GOOD]),
-        "x509_proxy",
+        lambda world: world.hook(x509up_file=str(world.bad.nearly_expired_proxy)).submit_job(
+            [GOOD]
+        ),
+        "x509up_file",
         id="proxy-with-30-minutes-left-submits",
     ),
     pytest.param(
-        connection(x509_proxy="/nonexistent/x509up_u1000"), "x509_proxy", id="missing-proxy-file"
+        connection(x509up_file="/nonexistent/x509up_u1000"), "x509up_file", id="missing-proxy-file"
     ),
     pytest.param(
         connection(
@@ -230,9 +232,9 @@ CREDENTIALS = [
     pytest.param(
         lambda world: world.hook(
             x509_cert_pem=world.pki.user.cert_pem.decode(),
-            x509_key_pem=world.bad.foreign_key_pem,
+            x509_private_key_pem=world.bad.foreign_key_pem,
         ).get_client(),
-        "x509_key_pem",
+        "x509_private_key_pem",
         id="key-not-matching-certificate",
     ),
     pytest.param(
@@ -253,7 +255,7 @@ CREDENTIALS = [
     ),
     pytest.param(
         lambda world: world.hook(
-            x509_proxy=str(world.pki.voms_proxy_path), ca_path="/nonexistent/certificates"
+            x509up_file=str(world.pki.voms_proxy_path), ca_path="/nonexistent/certificates"
         ).get_client(),
         "ca_path",
         id="missing-ca-directory",
@@ -279,13 +281,13 @@ CONNECTION_EXTRAS = [
         id="monitoring-url-without-placeholder",
     ),
     pytest.param(
-        connection("a-token", x509_proxy="/tmp/x509up_u1000"),
-        "x509_proxy",
+        connection("a-token", x509up_file="/tmp/x509up_u1000"),
+        "x509up_file",
         id="token-and-proxy",
     ),
     pytest.param(connection(x509_key="/tmp/userkey.pem"), "x509_key", id="key-without-cert"),
     pytest.param(
-        connection(x509_proxy="/tmp/x509up_u1000", x509_cert="/tmp/usercert.pem"),
+        connection(x509up_file="/tmp/x509up_u1000", x509_cert="/tmp/usercert.pem"),
         "x509_cert",
         id="proxy-and-certificate",
     ),
@@ -338,7 +340,7 @@ def test_a_task_with_a_bad_connection_logs_the_message_without_a_chain(
     airflow_db, connect, fts_emulator, caplog, capsys
 ):
     # dag.test() prints the task log (structlog) to stdout; stdlib records go to caplog.
-    connect(x509_proxy="/nonexistent/x509up_u1000")
+    connect(x509up_file="/nonexistent/x509up_u1000")
     caplog.set_level(logging.DEBUG)
 
     run = load_example_dag("example_fts_replication").test()
@@ -346,6 +348,6 @@ def test_a_task_with_a_bad_connection_logs_the_message_without_a_chain(
     assert run.state == "failed"
     assert sum(fts_emulator.requests.values()) == 0
     logged = capsys.readouterr().out + caplog.text
-    assert "x509_proxy: /nonexistent/x509up_u1000 does not exist." in logged
+    assert "x509up_file: /nonexistent/x509up_u1000 does not exist." in logged
     assert "During handling of the above exception" not in logged
     assert "The above exception was the direct cause" not in logged

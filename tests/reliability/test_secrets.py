@@ -86,7 +86,7 @@ def inline_connection(request, connect, fts_pki) -> tuple[str, set[str]]:
         encrypted = user.encrypted_key_pem(PASSPHRASE).decode()
         connect(
             x509_cert_pem=user.cert_pem.decode(),
-            x509_key_pem=encrypted,
+            x509_private_key_pem=encrypted,
             x509_key_passphrase=PASSPHRASE,
         )
         return kind, secret_lines(encrypted, user.key_pem.bytes()) | {PASSPHRASE}
@@ -206,7 +206,7 @@ def test_connection_reprs_show_no_secret(connect, fts_pki):
     encrypted = fts_pki.user.encrypted_key_pem(PASSPHRASE).decode()
     connect(
         x509_cert_pem=fts_pki.user.cert_pem.decode(),
-        x509_key_pem=encrypted,
+        x509_private_key_pem=encrypted,
         x509_key_passphrase=PASSPHRASE,
     )
     hook = FTSHook()

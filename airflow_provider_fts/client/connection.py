@@ -1,0 +1,434 @@
+"""What an FTS connection says, checked without any framework and without any I/O.
+
+A connection is a host, a port, a password and a dict of extras, wherever it comes from
+(an Airflow connection, a config file). :meth:`FTSConnectionSettings.from_connection`
+checks every field and reports a mistake by name with its fix, before any request.
+The credential is one of a fixed set of field combinations (:data:`CREDENTIAL_COMBINATIONS`);
+any other combination is refused with the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_provider_fts.client.credentials import (
+    CERT_FILE,
+    CERT_PEM,
+    KEY_FILE,
+    KEY_PEM,
+    PROXY_FILE,
+    PROXY_PEM,
+    Credentials,
+    Trust,
+    private_key_blocks,
+)
+from airflow_provider_fts.client.delegation import (
+    DEFAULT_DELEGATION_LIFETIME,
+    DEFAULT_RENEW_BELOW,
+    DelegationPolicy,
+)
+from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "CREDENTIAL_COMBINATIONS",
+    "DEFAULT_TIMEOUT",
+    "MAX_CONNECT_TIMEOUT",
+    "RENAMED_FIELDS",
+    "CredentialSource",
+    "FTSConnectionSettings",
+    "credential_source",
+]
+
+MONITORING_URL = "https://{host}:8449/fts3/ftsmon/#/job/{{job_id}}"
+DEFAULT_TIMEOUT = 60.0
+MAX_CONNECT_TIMEOUT = 10.0
+
+TOKEN = "access_token"
+PASSPHRASE = "x509_key_passphrase"
+
+#: Fields renamed before 0.1.0: Airflow hid the path in ``x509_proxy`` (its name holds
+#: "proxy"), and showed the key in ``x509_key_pem`` (no sensitive word in its name).
+RENAMED_FIELDS = {"x509_proxy": PROXY_FILE, "x509_key_pem": KEY_PEM}
+
+Kind = Literal["token", "proxy_file", "proxy_pem", "certificate", "environment"]
+
+#: Every allowed set of credential fields (besides the passphrase) and what it makes.
+CREDENTIAL_COMBINATIONS: dict[frozenset[str], Kind] = {
+    frozenset({TOKEN}): "token",
+    frozenset({PROXY_FILE}): "proxy_file",
+    frozenset({PROXY_PEM}): "proxy_pem",
+    frozenset({CERT_FILE, KEY_FILE}): "certificate",
+    frozenset({CERT_FILE}): "certificate",  # the key in the same file
+    frozenset({CERT_PEM, KEY_PEM}): "certificate",
+    frozenset({CERT_FILE, KEY_PEM}): "certificate",
+    frozenset({CERT_PEM, KEY_FILE}): "certificate",
+    frozenset(): "environment",  # X509_USER_PROXY, /tmp/x509up_u<uid>, X509_USER_CERT
+}
+
+_PROXIES = frozenset({PROXY_FILE, PROXY_PEM})
+_CERTS = frozenset({CERT_FILE, CERT_PEM})
+_KEYS = frozenset({KEY_FILE, KEY_PEM})
+_X509 = _PROXIES | _CERTS | _KEYS | {PASSPHRASE}
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A rule broken by a combination: ``named`` (the field blamed) with ``others``
+    (any of them; empty: no condition) and without any of ``missing``."""
+
+    named: frozenset[str]
+    others: frozenset[str]
+    missing: frozenset[str]
+    problem: str
+    fix: str
+
+    def blames(self, present: frozenset[str]) -> str | None:
+        blamed = sorted(self.named & present)
+        if not blamed or (self.others and not self.others & present):
+            return None
+        return None if self.missing & present else blamed[0]
+
+
+_NOTHING: frozenset[str] = frozenset()
+_ONE_OR_OTHER = "Give it as a path or as PEM text, not both."
+# Checked in order on a combination that CREDENTIAL_COMBINATIONS does not hold.
+_REFUSALS = (
+    _Refusal(
+        _X509,
+        frozenset({TOKEN}),
+        _NOTHING,
+        "is set together with an access token; FTS would use the token only.",
+        "Remove the X.509 extras or the token.",
+    ),
+    _Refusal(
+        frozenset({PROXY_PEM}),
+        frozenset({PROXY_FILE}),
+        _NOTHING,
+        f"is set together with {PROXY_FILE!r}.",
+        _ONE_OR_OTHER,
+    ),
+    _Refusal(
+        _CERTS | _KEYS,
+        _PROXIES,
+        _NOTHING,
+        "is set together with a proxy; a connection uses one credential.",
+        "Keep either the proxy or the certificate and key.",
+    ),
+    _Refusal(
+        frozenset({PASSPHRASE}),
+        _PROXIES,
+        _NOTHING,
+        "is set together with a proxy, whose key is never encrypted.",
+        "Remove the passphrase.",
+    ),
+    _Refusal(
+        frozenset({CERT_PEM}),
+        frozenset({CERT_FILE}),
+        _NOTHING,
+        f"is set together with {CERT_FILE!r}.",
+        _ONE_OR_OTHER,
+    ),
+    _Refusal(
+        frozenset({KEY_PEM}),
+        frozenset({KEY_FILE}),
+        _NOTHING,
+        f"is set together with {KEY_FILE!r}.",
+        _ONE_OR_OTHER,
+    ),
+    _Refusal(
+        _KEYS | {PASSPHRASE},
+        _NOTHING,
+        _CERTS,
+        "is set but no certificate is.",
+        f"Add {CERT_FILE!r} (a path) or {CERT_PEM!r} (the PEM text).",
+    ),
+    _Refusal(
+        frozenset({CERT_PEM}),
+        _NOTHING,
+        _KEYS,
+        "has no private key with it (pasted keys go in their own, masked field).",
+        f"Add {KEY_PEM!r} (the key's PEM text) or {KEY_FILE!r} (its path).",
+    ),
+)
+
+_TRUE = frozenset({"true", "1", "yes", "y", "on"})
+_FALSE = frozenset({"false", "0", "no", "n", "off"})
+
+
+@dataclass(frozen=True)
+class CredentialSource:
+    """Where the credential comes from; loading it is a separate, blocking step.
+
+    Secret values are kept out of ``repr`` so a logged settings object leaks nothing.
+    """
+
+    kind: Kind
+    proxy_path: str | None = None
+    cert_path: str | None = None
+    key_path: str | None = None
+    proxy_pem: str | None = field(default=None, repr=False)
+    cert_pem: str | None = field(default=None, repr=False)
+    key_pem: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def inline_secrets(self) -> list[str]:
+        """The secrets held in the connection itself (not in files)."""
+        values = (self.proxy_pem, self.key_pem, self.passphrase, self.token)
+        return [v for v in values if v]
+
+    def load(self) -> tuple[Credentials, list[str]]:
+        """The credential, and the private keys read from files (to be masked). Blocking."""
+        if self.kind == "token":
+            return Credentials.from_token(self.token or ""), []
+        if self.kind == "proxy_pem":
+            return Credentials.from_pem(proxy_pem=self.proxy_pem), []
+        if self.kind == "proxy_file":
+            return Credentials.from_proxy_file(self.proxy_path or ""), _keys_in(self.proxy_path)
+        if self.kind == "certificate":
+            creds = Credentials.from_certificate(
+                cert_path=self.cert_path,
+                cert_pem=self.cert_pem,
+                key_path=self.key_path,
+                key_pem=self.key_pem,
+                passphrase=self.passphrase,
+            )
+            return creds, _keys_in(self.cert_path, self.key_path)
+        return Credentials.from_environment(), []
+
+    def fingerprint(self) -> str:
+        """A digest that differs when the credential differs: part of a shared poller's key.
+
+        Files count by path and modification time, so a renewed proxy gets a new poller.
+        """
+        parts: list[str] = [self.kind]
+        for path in (self.proxy_path, self.cert_path, self.key_path):
+            parts.append(f"{path}@{_mtime(path)}" if path else "")
+        parts += [self.proxy_pem or "", self.cert_pem or "", self.key_pem or "", self.token or ""]
+        if self.kind == "environment":
+            parts += [os.environ.get(v, "") for v in ("X509_USER_PROXY", "X509_USER_CERT")]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FTSConnectionSettings:
+    """Everything an FTS connection says, validated; built without any I/O."""
+
+    endpoint: str
+    credential: CredentialSource
+    verify: bool = True
+    ca_path: str | None = None
+    ca_file: str | None = None
+    delegation: DelegationPolicy = field(default_factory=DelegationPolicy)
+    monitoring_url: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_connection(
+        cls, host: str | None, port: int | None, password: str | None, extra: Mapping[str, Any]
+    ) -> FTSConnectionSettings:
+        """Validate a connection's fields; raise :class:`FTSValidationError` naming the fix.
+
+        :param host: The endpoint's host, with or without ``https://`` and a port.
+        :param port: The endpoint's port (None or 0: from the host, else 8446).
+        :param password: A bearer token, if the connection keeps it there.
+        :param extra: The connection's extra fields (:data:`CONNECTION_FIELDS`).
+        """
+        extra = {k: v for k, v in extra.items() if v not in (None, "")}
+        _reject_unknown_keys(extra)
+        endpoint, hostname = _endpoint(host, port)
+        return cls(
+            endpoint=endpoint,
+            credential=credential_source(password, extra),
+            verify=_boolean(extra, "verify", default=True),
+            ca_path=extra.get("ca_path"),
+            ca_file=extra.get("ca_file"),
+            delegation=_delegation(extra),
+            monitoring_url=_monitoring_url(extra, hostname),
+            timeout=_seconds(extra, "timeout_seconds", DEFAULT_TIMEOUT),
+        )
+
+    @property
+    def delegation_lifetime(self) -> timedelta:
+        return self.delegation.lifetime
+
+    @property
+    def renew_below(self) -> timedelta:
+        return self.delegation.renew_below
+
+    @property
+    def client_timeout(self) -> tuple[float, float]:
+        """(connect, read) timeouts: connecting never waits longer than 10 s."""
+        return min(MAX_CONNECT_TIMEOUT, self.timeout), self.timeout
+
+    def trust(self) -> Trust:
+        return Trust(verify=self.verify, ca_path=self.ca_path, ca_file=self.ca_file)
+
+    def job_url(self, job_id: str) -> str:
+        return self.monitoring_url.format(job_id=job_id)
+
+    def poller_key(self) -> str:
+        """Triggers whose settings share this key can share one poller. Blocking (stat)."""
+        trust = f"{self.verify}|{self.ca_path}|{self.ca_file}"
+        return f"{self.endpoint}|{trust}|{self.credential.fingerprint()}"
+
+
+def credential_source(password: str | None, extra: Mapping[str, Any]) -> CredentialSource:
+    """The credential a connection names: one row of :data:`CREDENTIAL_COMBINATIONS`.
+
+    :param password: The connection's password field (a bearer token, if set).
+    :param extra: The connection's extras, without empty values.
+    """
+    token = password or extra.get(TOKEN)
+    if password and extra.get(TOKEN) and password != extra[TOKEN]:
+        raise FTSValidationError(
+            f"extra {TOKEN!r}", "differs from the token in the password field.", "Keep one."
+        )
+    present = frozenset(key for key in _X509 if key in extra) | ({TOKEN} if token else set())
+    kind = CREDENTIAL_COMBINATIONS.get(present - {PASSPHRASE})
+    if kind is None or (PASSPHRASE in present and kind != "certificate"):
+        raise _refusal(present)
+    text = {key: str(extra[key]) for key in present & _X509}
+    return CredentialSource(
+        kind,
+        proxy_path=text.get(PROXY_FILE),
+        cert_path=text.get(CERT_FILE),
+        key_path=text.get(KEY_FILE),
+        proxy_pem=text.get(PROXY_PEM),
+        cert_pem=_without_private_key(text.get(CERT_PEM)),
+        key_pem=text.get(KEY_PEM),
+        passphrase=text.get(PASSPHRASE),
+        token=str(token) if token else None,
+    )
+
+
+def _refusal(present: frozenset[str]) -> FTSValidationError:
+    for rule in _REFUSALS:
+        blamed = rule.blames(present)
+        if blamed:
+            return FTSValidationError(f"extra {blamed!r}", rule.problem, rule.fix)
+    # Unreachable while _REFUSALS covers every combination the table lacks (a test checks).
+    raise AssertionError(f"no rule refuses {sorted(present)}")
+
+
+def _without_private_key(cert_pem: str | None) -> str | None:
+    """The certificate text, refused if a key was pasted into it: that field is not masked."""
+    if cert_pem and private_key_blocks(cert_pem.encode()):
+        raise FTSValidationError(
+            f"extra {CERT_PEM!r}",
+            "holds a private key; Airflow does not mask this field, so the key would show.",
+            f"Move the key block into {KEY_PEM!r} (masked) and replace the stored one.",
+        )
+    return cert_pem
+
+
+def _reject_unknown_keys(extra: Mapping[str, Any]) -> None:
+    for key in extra:
+        if key in CONNECTION_FIELDS:
+            continue
+        if key in RENAMED_FIELDS:
+            new = RENAMED_FIELDS[key]
+            raise FTSValidationError(
+                f"extra {key!r}",
+                f"was renamed {new!r} in version 0.1.0, so that Airflow masks secrets "
+                "and shows paths.",
+                f"Rename the extra {new!r}; its value stays the same.",
+            )
+        close = difflib.get_close_matches(key, CONNECTION_FIELDS, n=1, cutoff=0.75)
+        if close:
+            raise FTSValidationError(
+                f"extra {key!r}", "is not a known FTS connection field.", f"Rename it {close[0]!r}."
+            )
+
+
+def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
+    """``https://host:port`` and the bare host name, from a host with or without a scheme."""
+    from airflow_provider_fts.client.client import normalise_endpoint
+
+    # Airflow 3.3.1 gives 0 for an empty port.
+    endpoint = normalise_endpoint(host or "", port=port or None, field="host")
+    return endpoint, endpoint.removeprefix("https://").rsplit(":", 1)[0]
+
+
+def _delegation(extra: Mapping[str, Any]) -> DelegationPolicy:
+    lifetime = _hours(extra, "delegation_lifetime_hours", DEFAULT_DELEGATION_LIFETIME)
+    renew_below = _hours(extra, "delegation_renew_hours", DEFAULT_RENEW_BELOW)
+    fields = ("extra 'delegation_lifetime_hours'", "extra 'delegation_renew_hours'")
+    DelegationPolicy.check(lifetime, renew_below, fields=fields)
+    return DelegationPolicy(lifetime, renew_below)
+
+
+def _boolean(extra: Mapping[str, Any], key: str, *, default: bool) -> bool:
+    value = extra.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise FTSValidationError(f"extra {key!r}", f"{value!r} is not a boolean.", "Use true or false.")
+
+
+def _hours(extra: Mapping[str, Any], key: str, default: timedelta) -> timedelta:
+    if key not in extra:
+        return default
+    return timedelta(hours=_positive(extra, key, "hours", below=10_000, example=12))
+
+
+def _seconds(extra: Mapping[str, Any], key: str, default: float) -> float:
+    if key not in extra:
+        return default
+    return _positive(extra, key, "seconds", below=86_400, example=60)
+
+
+def _positive(
+    extra: Mapping[str, Any], key: str, unit: str, *, below: float, example: int
+) -> float:
+    try:
+        value = float(extra[key])
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 < value < below:  # also rejects NaN and infinity
+        raise FTSValidationError(
+            f"extra {key!r}",
+            f"{extra[key]!r} is not a positive number of {unit}.",
+            f"Use e.g. {example}.",
+        )
+    return value
+
+
+def _monitoring_url(extra: Mapping[str, Any], hostname: str) -> str:
+    template = str(extra.get("monitoring_url") or MONITORING_URL.format(host=hostname))
+    if "{job_id}" not in template:
+        raise FTSValidationError(
+            "extra 'monitoring_url'",
+            "has no {job_id} placeholder.",
+            "Use e.g. https://fts.example.org:8449/fts3/ftsmon/#/job/{job_id}.",
+        )
+    return template
+
+
+def _keys_in(*paths: str | None) -> list[str]:
+    """Private-key PEM blocks in credential files, so the masker knows them."""
+    keys: list[str] = []
+    for path in paths:
+        if path and os.path.isfile(path):
+            with open(path, "rb") as pem:
+                keys += private_key_blocks(pem.read())
+    return keys
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
