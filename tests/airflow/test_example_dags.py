@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.airflow.conftest import EXAMPLE_DAGS
+from tests.airflow_env import EXAMPLE_DAGS
 
 POLLER_AGENT = re.compile(r"airflow-provider-fts/\S+ httpx/")
 
