@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
 from tests.tasks import TaskTry, only_event, wait_terminal
 
