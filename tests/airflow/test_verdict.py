@@ -308,4 +308,3 @@ def test_a_job_our_earlier_try_canceled_is_resubmitted_not_failed(hook):
     assert second != first
     assert len(destinations(hook, second)) == 2  # nothing had finished: both resent
     hook.cancel_job(second)
-
