@@ -38,7 +38,7 @@ from airflow_provider_fts.client.states import (
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import JOB_ID_KEY, JOB_URL_KEY, FTSJobLink
-from airflow_provider_fts.triggers.fts import RESUME_GUARD_SECONDS, FTSJobTrigger
+from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
 from airflow_provider_fts.verdict import (
     cancel_if_marked_failed,
     is_resendable,
@@ -324,7 +324,7 @@ class FTSSubmitOperator(BaseOperator):
                         poll_interval=self.poll_interval,
                         end_time=now + self.wait_timeout if self.wait_timeout else None,
                         cancel_on_kill=self.cancel_on_kill,
-                        not_before=now + RESUME_GUARD_SECONDS,
+                        not_before=resume_not_before(),
                     ),
                     method_name="execute_complete",
                 )

@@ -15,7 +15,7 @@ from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.client.states import all_terminal, progress_line
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import JOB_URL_KEY, FTSJobLink
-from airflow_provider_fts.triggers.fts import RESUME_GUARD_SECONDS, FTSJobTrigger
+from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
 from airflow_provider_fts.verdict import (
     cancel_if_marked_failed,
     publish_outcome,
@@ -132,7 +132,7 @@ class FTSJobSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 end_time=time.time() + self.timeout,
                 cancel_on_kill=self.cancel_on_kill,
-                not_before=time.time() + RESUME_GUARD_SECONDS,
+                not_before=resume_not_before(),
             ),
             method_name="execute_complete",
         )

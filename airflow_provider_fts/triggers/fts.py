@@ -21,8 +21,17 @@ from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.verdict import kill_cancels, task_state, timeout_message
 
 #: Seconds after deferring before the trigger fires: Airflow 3.3 may fail or retry a task
-#: whose trigger fires within seconds of the deferral (apache/airflow#72716).
+#: whose trigger fires within seconds of the deferral (apache/airflow#72716). Airflow
+#: setting ``[fts] resume_guard_seconds`` overrides it (0 turns the guard off).
 RESUME_GUARD_SECONDS = 10.0
+
+
+def resume_not_before() -> float:
+    """The ``not_before`` a task deferring now gives its trigger."""
+    from airflow.providers.common.compat.sdk import conf
+
+    guard = conf.getfloat("fts", "resume_guard_seconds", fallback=RESUME_GUARD_SECONDS)
+    return time.time() + max(0.0, guard)
 
 
 class FTSJobTrigger(BaseTrigger):
