@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _FAILED_FILES_LOGGED = 50  # failed files listed in a task log; the XCom summary keeps all
-_STATE_LOOKUP_SECONDS = 10.0  # on_kill runs in a signal handler or a bounded triggerer slot
+#: on_kill runs in the worker's SIGTERM handler, and the supervisor sends SIGKILL 5 s later:
+#: the lookup must leave time for the cancel request.
+_STATE_LOOKUP_SECONDS = 3.0
 
 
 class FTSRecoverableFailure(AirflowException):
