@@ -280,8 +280,9 @@ def test_sensor_on_kill_cancels_only_a_task_marked_failed(hook, state, expected)
 def test_cleared_try_reconnects_and_the_old_triggers_late_on_kill_keeps_the_job(hook):
     """Clear: the new try reuses the job; the old trigger's on_kill, arriving after that,
     reads the task instance's state (the new try's, running) and does not cancel."""
-    operator = FTSSubmitOperator(task_id="submit", transfers=pairs("clear", STAGED), **{
-        "job_params": STAGING})  # fmt: skip
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=pairs("clear", STAGED), job_params=STAGING
+    )
     first, _ = run(operator, 1, "clear")
     second, new_try = run(operator, 2, "clear")
     old_trigger = FTSJobTrigger(job_ids=[first])
