@@ -86,6 +86,7 @@ class Engine:
         self.hostname = hostname
         self._runs: dict[int, _Run] = {}
         self._not_before: dict[int, float] = {}
+        self._jobs_by_destination: dict[str, list[str]] = {}
         self._next_pid = 4242
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -294,8 +295,16 @@ class Engine:
         """Bytes copied, or why the attempt failed."""
         source, destination = self._local(row["source_surl"]), self._local(row["dest_surl"])
         record = job.record
+        jobs = self._jobs_by_destination.setdefault(row["dest_surl"], [])
+        if record["job_id"] not in jobs:
+            jobs.append(record["job_id"])
         return copy_once(
-            source, destination, row, record["verify_checksum"], record["overwrite_flag"]
+            source,
+            destination,
+            row,
+            record["verify_checksum"],
+            record["overwrite_flag"],
+            job_number=jobs.index(record["job_id"]) + 1,
         )
 
     def _local(self, url: str) -> Path | None:
