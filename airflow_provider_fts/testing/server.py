@@ -88,11 +88,8 @@ class FTSEmulator:
         validator = None
         if token_issuers:
             verify = jwks_verify if jwks_verify is not None else ca_dir or True
-            validator = TokenValidator(
-                [i.trusted if isinstance(i, TestIssuer) else i for i in token_issuers],
-                token_audiences or (self.url, WLCG_ANY_AUDIENCE),
-                verify=verify if isinstance(verify, bool) else str(verify),
-            )
+            audiences = token_audiences or (self.url, WLCG_ANY_AUDIENCE)
+            validator = _token_validator(token_issuers, audiences, verify)
         self.store = JobStore(tokens=TokenTable(validator))
         engine_options: dict[str, Any] = {"storage": dict(storage or {})}
         if engine_tick is not None:
@@ -212,3 +209,16 @@ class FTSEmulator:
         """Count one request under ``"<METHOD> <route template>"`` (called by handler threads)."""
         with self._count_lock:
             self.requests[route_key] += 1
+
+
+def _token_validator(
+    issuers: Sequence[TrustedIssuer | TestIssuer],
+    audiences: Sequence[str],
+    verify: bool | str | Path,
+) -> TokenValidator:
+    """The server's ``[providers]`` and ``AuthorizedAudiences``; a test issuer by its key."""
+    return TokenValidator(
+        [i.trusted if isinstance(i, TestIssuer) else i for i in issuers],
+        audiences,
+        verify=verify if isinstance(verify, bool) else str(verify),
+    )
