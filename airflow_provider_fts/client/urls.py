@@ -1,0 +1,111 @@
+"""What makes a transfer URL acceptable to FTS, and how a URL is shown in an error.
+
+A URL needs a scheme, a host and a path; ``file://`` is refused (FTS copies between
+storage endpoints only), and so are whitespace and URLs longer than the database column.
+:func:`url_problem` names the problem, or answers ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MAX_URL_LENGTH", "shown", "storage", "url_problem"]
+
+MAX_URL_LENGTH = 1100  # t_file.source_surl / dest_surl are VARCHAR(1100)
+
+_EXAMPLE_URL = "davs://storage.example.org/path/file"
+#: scheme://authority/path?query#fragment, the pieces the rules below look at.
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]*)(/[^?#\s]*)?(\?[^#\s]*)?(?:#\S*)?")
+#: Only URLs the rules of _diagnosis accept (a shortcut: one match instead of the rules).
+#: Not file:, a host that starts the last part of the authority and is not an IPv6
+#: literal (those take the long way), and a path longer than "/" unless a query follows.
+_PLAINLY_GOOD = re.compile(
+    r"(?![Ff][Ii][Ll][Ee]:)[A-Za-z][A-Za-z0-9+.-]*://"
+    r"(?:[^/?#\s]*@)?[^/?#\s@:\[][^/?#\s@]*"
+    r"/(?:[^?#\s]+|(?=\?))(?:\?[^#\s]*)?(?:#\S*)?"
+)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_WHITESPACE = re.compile(r"\s")
+
+
+def url_problem(url: object) -> tuple[str, str] | None:
+    """What is wrong with a transfer URL as FTS sees it: ``(problem, fix)``, or ``None``.
+
+    :param url: the URL as the user gave it (any type).
+    """
+    if type(url) is str and len(url) <= MAX_URL_LENGTH and _PLAINLY_GOOD.fullmatch(url):
+        return None
+    return _diagnosis(url)
+
+
+def shown(url: str) -> str:
+    """A URL fit for an error message: queries may hold signatures, so they are cut.
+
+    :param url: the URL to show.
+    """
+    base, has_query, _ = url.partition("?")
+    base = base if len(base) <= 120 else base[:117] + "..."
+    return repr(base + ("?..." if has_query else ""))
+
+
+def storage(url: str) -> str:
+    """``scheme://host`` of a URL that passed :func:`url_problem`, both lower-cased.
+
+    :param url: a valid transfer URL.
+    """
+    match = _URL.fullmatch(url)
+    assert match is not None  # every URL was validated when its transfer was read
+    return f"{match[1].lower()}://{_host(match[2]).lower()}"
+
+
+def _host(authority: str) -> str:
+    host_port = authority.rpartition("@")[2]
+    if host_port.startswith("["):
+        return host_port[1 : host_port.find("]")] if "]" in host_port else ""
+    return host_port.partition(":")[0]
+
+
+def _diagnosis(url: object) -> tuple[str, str] | None:
+    """The rules, one by one, in the order their messages are meant to be read."""
+    if not isinstance(url, str):
+        return f"is a {type(url).__name__}, not a URL string.", "Give each URL as a str."
+    if len(url) > MAX_URL_LENGTH:
+        return (
+            f"is {len(url)} characters long; FTS stores at most {MAX_URL_LENGTH}.",
+            "Shorten the path or the query string.",
+        )
+    match = _URL.fullmatch(url)
+    if match is None:
+        return _malformed_url_problem(url)
+    scheme, authority, path, query = match.groups()
+    if scheme.lower() == "file":
+        return _local_file_problem(url)
+    if not _host(authority):
+        return (
+            f"{shown(url)} has no host.",
+            f"Write it as scheme://host/path, e.g. {_EXAMPLE_URL}.",
+        )
+    if not path or (path == "/" and not query):
+        return f"{shown(url)} has no path.", f"Add the file's path, e.g. {_EXAMPLE_URL}."
+    return None
+
+
+def _malformed_url_problem(url: str) -> tuple[str, str]:
+    if _WHITESPACE.search(url):
+        return (
+            f"{shown(url)} contains whitespace.",
+            "Remove it (strip the URL) or percent-encode a space inside a path as %20.",
+        )
+    scheme, colon, _ = url.partition(":")
+    if not colon or not _SCHEME.fullmatch(scheme):
+        return f"{shown(url)} has no scheme.", f"Write the full URL, e.g. {_EXAMPLE_URL}."
+    if scheme.lower() == "file":
+        return _local_file_problem(url)
+    return f"{shown(url)} has no host.", f"Write it as scheme://host/path, e.g. {_EXAMPLE_URL}."
+
+
+def _local_file_problem(url: str) -> tuple[str, str]:
+    return (
+        f"{shown(url)} is a local file; FTS only copies between storage endpoints.",
+        "Upload it to a storage endpoint first, or use that endpoint's URL.",
+    )
