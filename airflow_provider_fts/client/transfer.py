@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_provider_fts.client.checks import is_int, suggestion
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.client.urls import url_problem
+from airflow_provider_fts.client.urls import first_url_problem
 
 __all__ = ["TRANSFER_KEYS", "Transfer", "transfer_entry"]
 
@@ -124,7 +124,7 @@ def transfer_entry(obj: object, index: int) -> dict[str, Any]:
     :param index: its position in the job; errors name ``transfers[index]``.
     """
     try:
-        if isinstance(obj, Mapping):
+        if type(obj) is dict or isinstance(obj, Mapping):
             sources, destinations = _mapping_urls(obj)
             return _checked_entry(sources, destinations, obj.get)
         if isinstance(obj, Transfer):
@@ -160,32 +160,33 @@ def _mapping_urls(obj: Mapping[str, Any]) -> tuple[object, object]:
         raise FTSValidationError(
             f"{_TRANSFER}.{name}", "is not a transfer field.", suggestion(name, TRANSFER_KEYS)
         )
-    found = []
-    for singular, plural in (("source", "sources"), ("destination", "destinations")):
-        one, many = obj.get(singular), obj.get(plural)  # None counts as not given
-        if one is not None and many is not None:
-            raise FTSValidationError(
-                f"{_TRANSFER}.{singular}", f"is given together with '{plural}'.", "Use one."
-            )
-        if one is not None:
-            if not isinstance(one, str):
-                raise FTSValidationError(
-                    f"{_TRANSFER}.{singular}",
-                    "must be one URL string.",
-                    f"Use '{plural}' for a list.",
-                )
-            many = (one,)
-        elif many is None:
+    return _side(obj, "source", "sources"), _side(obj, "destination", "destinations")
+
+
+def _side(obj: Mapping[str, Any], singular: str, plural: str) -> object:
+    one, many = obj.get(singular), obj.get(plural)  # None counts as not given
+    if one is None:
+        if many is None:
             raise FTSValidationError(
                 f"{_TRANSFER}.{plural}",
                 "is missing.",
                 f"Give '{singular}' (one URL) or '{plural}' (a list of URLs).",
             )
-        found.append(many)
-    return found[0], found[1]
+        return many
+    if many is not None:
+        raise FTSValidationError(
+            f"{_TRANSFER}.{singular}", f"is given together with '{plural}'.", "Use one."
+        )
+    if not isinstance(one, str):
+        raise FTSValidationError(
+            f"{_TRANSFER}.{singular}", "must be one URL string.", f"Use '{plural}' for a list."
+        )
+    return (one,)
 
 
 # -- the rules of one file, in the order they are checked ----------------------------------
+# Each rule is written once, in a _check_* function; the conditions before the calls only
+# skip a call for a value that plainly passes it (the common case, kept fast).
 
 
 def _checked_entry(
@@ -202,54 +203,69 @@ def _checked_entry(
         "destinations": _url_list(destinations, "transfer.destinations", "destination"),
     }
     checksum, filesize, metadata = get("checksum"), get("filesize"), get("metadata")
+    staging, archive = get("staging_metadata"), get("archive_metadata")
+    activity, strategy, scitag = get("activity"), get("selection_strategy"), get("scitag")
     if checksum is not None and not (
         type(checksum) is str and _PLAINLY_GOOD_CHECKSUM.fullmatch(checksum)
     ):
         _check_checksum(checksum)
     if filesize is not None and not (type(filesize) is int and filesize >= 0):
         _check_filesize(filesize)
-    if metadata is not None and not isinstance(metadata, (dict, str)):
-        raise FTSValidationError(
-            "transfer.metadata",
-            f"must be a dict or a str, not {type(metadata).__name__}.",
-            "Wrap it in a dict, e.g. {'items': [...]}.",
-        )
-    staging, archive = get("staging_metadata"), get("archive_metadata")
-    for name, value in (("staging_metadata", staging), ("archive_metadata", archive)):
-        if value is not None and not isinstance(value, dict):
-            raise FTSValidationError(
-                f"transfer.{name}",
-                "must be a dict (FTS rejects anything else).",
-                "Give the metadata as a dict.",
-            )
-    labels = _checked_labels(get)
+    if (
+        staging is not None
+        or archive is not None
+        or not (metadata is None or type(metadata) is dict)
+    ):
+        _check_metadata_types(metadata, staging, archive)
+    if activity is not None or strategy is not None or scitag is not None:
+        _check_labels(activity, strategy, scitag)
     source_tokens, destination_tokens = get("source_tokens"), get("destination_tokens")
     if source_tokens is not None or destination_tokens is not None:
         _check_tokens(entry, source_tokens, destination_tokens)
-    for name, value in (
-        ("checksum", checksum),
-        ("filesize", filesize),
-        ("metadata", metadata),
-        *labels,
-        ("staging_metadata", staging),
-        ("archive_metadata", archive),
-    ):
-        if value is not None:
-            entry[name] = value
+    # In the order of Transfer's fields, as Transfer.to_json writes them.
+    if checksum is not None:
+        entry["checksum"] = checksum
+    if filesize is not None:
+        entry["filesize"] = filesize
+    if metadata is not None:
+        entry["metadata"] = metadata
+    if activity is not None or strategy is not None or scitag is not None:
+        _add_labels(entry, activity, strategy, scitag)
+    if staging is not None:
+        entry["staging_metadata"] = staging
+    if archive is not None:
+        entry["archive_metadata"] = archive
     if source_tokens is not None:  # both or neither, checked above
         entry["source_tokens"] = list(source_tokens)
         entry["destination_tokens"] = list(destination_tokens)
     return entry
 
 
+def _add_labels(entry: dict[str, Any], activity: Any, strategy: Any, scitag: Any) -> None:
+    for name, value in (
+        ("activity", activity),
+        ("selection_strategy", strategy),
+        ("scitag", scitag),
+    ):
+        if value is not None:
+            entry[name] = value
+
+
 def _url_list(urls: object, where: str, singular: str) -> list[str]:
-    if type(urls) is tuple or type(urls) is list:
-        for url in urls:
-            if url_problem(url) is not None:
-                break
-        else:
-            if urls:
-                return list(urls)
+    if not (type(urls) is list or type(urls) is tuple):
+        _check_url_container(urls, where, singular)
+    if not urls:
+        raise FTSValidationError(
+            where, "is empty; a transfer needs at least one URL.", "Add the URL."
+        )
+    found = first_url_problem(urls)
+    if found is not None:
+        position, problem = found
+        raise FTSValidationError(f"{where}[{position}]", *problem)
+    return list(urls)
+
+
+def _check_url_container(urls: object, where: str, singular: str) -> None:
     if isinstance(urls, str):
         raise FTSValidationError(
             where,
@@ -260,15 +276,6 @@ def _url_list(urls: object, where: str, singular: str) -> list[str]:
         raise FTSValidationError(
             where, f"must be a list of URLs, not {type(urls).__name__}.", "Give a list of str."
         )
-    if not urls:
-        raise FTSValidationError(
-            where, "is empty; a transfer needs at least one URL.", "Add the URL."
-        )
-    for position, url in enumerate(urls):
-        problem = url_problem(url)
-        if problem is not None:
-            raise FTSValidationError(f"{where}[{position}]", *problem)
-    return list(urls)
 
 
 def _check_checksum(checksum: object) -> None:
@@ -313,9 +320,23 @@ def _check_filesize(filesize: object) -> None:
         )
 
 
-def _checked_labels(get: Callable[[str], Any]) -> tuple[tuple[str, Any], ...]:
-    """Activity, selection strategy and scitag, checked; ``(name, value)`` in entry order."""
-    activity, strategy, scitag = get("activity"), get("selection_strategy"), get("scitag")
+def _check_metadata_types(metadata: object, staging: object, archive: object) -> None:
+    if metadata is not None and not isinstance(metadata, (dict, str)):
+        raise FTSValidationError(
+            "transfer.metadata",
+            f"must be a dict or a str, not {type(metadata).__name__}.",
+            "Wrap it in a dict, e.g. {'items': [...]}.",
+        )
+    for name, value in (("staging_metadata", staging), ("archive_metadata", archive)):
+        if value is not None and not isinstance(value, dict):
+            raise FTSValidationError(
+                f"transfer.{name}",
+                "must be a dict (FTS rejects anything else).",
+                "Give the metadata as a dict.",
+            )
+
+
+def _check_labels(activity: object, strategy: object, scitag: object) -> None:
     if activity is not None and not (
         isinstance(activity, str) and 0 < len(activity) <= MAX_ACTIVITY_LENGTH
     ):
@@ -338,7 +359,6 @@ def _checked_labels(get: Callable[[str], Any]) -> tuple[tuple[str, Any], ...]:
             f"must be an int from {SCITAG_RANGE[0]} to {SCITAG_RANGE[-1]}, not {scitag!r}.",
             "Use experiment_id << 6 | activity_id from https://www.scitags.org.",
         )
-    return ("activity", activity), ("selection_strategy", strategy), ("scitag", scitag)
 
 
 def _check_tokens(entry: dict[str, Any], source_tokens: object, destination_tokens: object) -> None:

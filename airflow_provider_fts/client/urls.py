@@ -8,15 +8,16 @@ storage endpoints only), and so are whitespace and URLs longer than the database
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-__all__ = ["MAX_URL_LENGTH", "shown", "storage", "url_problem"]
+__all__ = ["MAX_URL_LENGTH", "first_url_problem", "shown", "storage", "url_problem"]
 
 MAX_URL_LENGTH = 1100  # t_file.source_surl / dest_surl are VARCHAR(1100)
 
 _EXAMPLE_URL = "davs://storage.example.org/path/file"
 #: scheme://authority/path?query#fragment, the pieces the rules below look at.
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]*)(/[^?#\s]*)?(\?[^#\s]*)?(?:#\S*)?")
-#: Only URLs the rules of _diagnosis accept (a shortcut: one match instead of the rules).
+#: Only URLs the rules of url_problem accept (a shortcut: one match instead of the rules).
 #: Not file:, a host that starts the last part of the authority and is not an IPv6
 #: literal (those take the long way), and a path longer than "/" unless a query follows.
 _PLAINLY_GOOD = re.compile(
@@ -28,14 +29,49 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _WHITESPACE = re.compile(r"\s")
 
 
+def first_url_problem(urls: Sequence[object]) -> tuple[int, tuple[str, str]] | None:
+    """The first URL FTS would not accept: ``(position, (problem, fix))``, or ``None``.
+
+    :param urls: the URLs as the user gave them (any type each).
+    """
+    plainly_good = _PLAINLY_GOOD.fullmatch
+    for position, url in enumerate(urls):
+        if type(url) is str and len(url) <= MAX_URL_LENGTH and plainly_good(url):
+            continue
+        problem = url_problem(url)
+        if problem is not None:
+            return position, problem
+    return None
+
+
 def url_problem(url: object) -> tuple[str, str] | None:
     """What is wrong with a transfer URL as FTS sees it: ``(problem, fix)``, or ``None``.
 
+    The rules, one by one, in the order their messages are meant to be read.
+
     :param url: the URL as the user gave it (any type).
     """
-    if type(url) is str and len(url) <= MAX_URL_LENGTH and _PLAINLY_GOOD.fullmatch(url):
-        return None
-    return _diagnosis(url)
+    if not isinstance(url, str):
+        return f"is a {type(url).__name__}, not a URL string.", "Give each URL as a str."
+    if len(url) > MAX_URL_LENGTH:
+        return (
+            f"is {len(url)} characters long; FTS stores at most {MAX_URL_LENGTH}.",
+            "Shorten the path or the query string.",
+        )
+    match = _URL.fullmatch(url)
+    if match is None:
+        return _malformed_url_problem(url)
+    scheme, authority, path, query = match.groups()
+    if scheme.lower() == "file":
+        return _local_file_problem(url)
+    if not _host(authority):
+        return (
+            f"{shown(url)} has no host.",
+            f"Write it as scheme://host/path, e.g. {_EXAMPLE_URL}.",
+        )
+    if not path or (path == "/" and not query):
+        return f"{shown(url)} has no path.", f"Add the file's path, e.g. {_EXAMPLE_URL}."
+    return None
 
 
 def shown(url: str) -> str:
@@ -63,31 +99,6 @@ def _host(authority: str) -> str:
     if host_port.startswith("["):
         return host_port[1 : host_port.find("]")] if "]" in host_port else ""
     return host_port.partition(":")[0]
-
-
-def _diagnosis(url: object) -> tuple[str, str] | None:
-    """The rules, one by one, in the order their messages are meant to be read."""
-    if not isinstance(url, str):
-        return f"is a {type(url).__name__}, not a URL string.", "Give each URL as a str."
-    if len(url) > MAX_URL_LENGTH:
-        return (
-            f"is {len(url)} characters long; FTS stores at most {MAX_URL_LENGTH}.",
-            "Shorten the path or the query string.",
-        )
-    match = _URL.fullmatch(url)
-    if match is None:
-        return _malformed_url_problem(url)
-    scheme, authority, path, query = match.groups()
-    if scheme.lower() == "file":
-        return _local_file_problem(url)
-    if not _host(authority):
-        return (
-            f"{shown(url)} has no host.",
-            f"Write it as scheme://host/path, e.g. {_EXAMPLE_URL}.",
-        )
-    if not path or (path == "/" and not query):
-        return f"{shown(url)} has no path.", f"Add the file's path, e.g. {_EXAMPLE_URL}."
-    return None
 
 
 def _malformed_url_problem(url: str) -> tuple[str, str]:
