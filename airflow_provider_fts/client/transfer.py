@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_provider_fts.client.checks import is_int, suggestion
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.client.urls import first_url_problem
+from airflow_provider_fts.client.urls import url_list
 
 __all__ = ["TRANSFER_KEYS", "Transfer", "transfer_entry"]
 
@@ -160,6 +160,15 @@ def _mapping_urls(obj: Mapping[str, Any]) -> tuple[object, object]:
         raise FTSValidationError(
             f"{_TRANSFER}.{name}", "is not a transfer field.", suggestion(name, TRANSFER_KEYS)
         )
+    get = obj.get
+    source, destination = get("source"), get("destination")
+    if (
+        type(source) is str
+        and type(destination) is str
+        and get("sources") is None
+        and get("destinations") is None
+    ):
+        return (source,), (destination,)  # the usual dict, plainly right (see _side)
     return _side(obj, "source", "sources"), _side(obj, "destination", "destinations")
 
 
@@ -199,8 +208,8 @@ def _checked_entry(
     :param get: the value of an optional field by name, ``None`` when not given.
     """
     entry: dict[str, Any] = {
-        "sources": _url_list(sources, "transfer.sources", "source"),
-        "destinations": _url_list(destinations, "transfer.destinations", "destination"),
+        "sources": url_list(sources, "transfer.sources", "source"),
+        "destinations": url_list(destinations, "transfer.destinations", "destination"),
     }
     checksum, filesize, metadata = get("checksum"), get("filesize"), get("metadata")
     staging, archive = get("staging_metadata"), get("archive_metadata")
@@ -249,33 +258,6 @@ def _add_labels(entry: dict[str, Any], activity: Any, strategy: Any, scitag: Any
     ):
         if value is not None:
             entry[name] = value
-
-
-def _url_list(urls: object, where: str, singular: str) -> list[str]:
-    if not (type(urls) is list or type(urls) is tuple):
-        _check_url_container(urls, where, singular)
-    if not urls:
-        raise FTSValidationError(
-            where, "is empty; a transfer needs at least one URL.", "Add the URL."
-        )
-    found = first_url_problem(urls)
-    if found is not None:
-        position, problem = found
-        raise FTSValidationError(f"{where}[{position}]", *problem)
-    return list(urls)
-
-
-def _check_url_container(urls: object, where: str, singular: str) -> None:
-    if isinstance(urls, str):
-        raise FTSValidationError(
-            where,
-            "is a single string; FTS would read it character by character.",
-            f"Give a list of URLs ({where.rpartition('.')[2]}=[...]) or use '{singular}'.",
-        )
-    if not isinstance(urls, (list, tuple)):
-        raise FTSValidationError(
-            where, f"must be a list of URLs, not {type(urls).__name__}.", "Give a list of str."
-        )
 
 
 def _check_checksum(checksum: object) -> None:

@@ -2,46 +2,74 @@
 
 A URL needs a scheme, a host and a path; ``file://`` is refused (FTS copies between
 storage endpoints only), and so are whitespace and URLs longer than the database column.
-:func:`url_problem` names the problem, or answers ``None``.
+:func:`url_problem` names the problem of one URL, or answers ``None``;
+:func:`url_list` checks one side of a transfer and raises :class:`FTSValidationError`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-__all__ = ["MAX_URL_LENGTH", "first_url_problem", "shown", "storage", "url_problem"]
+from airflow_provider_fts.client.errors import FTSValidationError
+
+__all__ = ["MAX_URL_LENGTH", "shown", "storage", "url_list", "url_problem"]
 
 MAX_URL_LENGTH = 1100  # t_file.source_surl / dest_surl are VARCHAR(1100)
 
 _EXAMPLE_URL = "davs://storage.example.org/path/file"
 #: scheme://authority/path?query#fragment, the pieces the rules below look at.
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]*)(/[^?#\s]*)?(\?[^#\s]*)?(?:#\S*)?")
-#: Only URLs the rules of url_problem accept (a shortcut: one match instead of the rules).
-#: Not file:, a host that starts the last part of the authority and is not an IPv6
-#: literal (those take the long way), and a path longer than "/" unless a query follows.
+#: Only URLs the rules of url_problem accept: a shortcut, one match instead of the rules.
+#: Not file:, a host that starts the authority (no user@, no [IPv6]), a path longer than
+#: "/". Other URLs, right or wrong, take the long way through the rules.
 _PLAINLY_GOOD = re.compile(
     r"(?![Ff][Ii][Ll][Ee]:)[A-Za-z][A-Za-z0-9+.-]*://"
-    r"(?:[^/?#\s]*@)?[^/?#\s@:\[][^/?#\s@]*"
-    r"/(?:[^?#\s]+|(?=\?))(?:\?[^#\s]*)?(?:#\S*)?"
+    r"[^/?#\s@:\[][^/?#\s@]*/[^?#\s]+(?:\?[^#\s]*)?(?:#\S*)?"
 )
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _WHITESPACE = re.compile(r"\s")
 
 
-def first_url_problem(urls: Sequence[object]) -> tuple[int, tuple[str, str]] | None:
-    """The first URL FTS would not accept: ``(position, (problem, fix))``, or ``None``.
+def url_list(urls: object, where: str, singular: str) -> list[str]:
+    """The URLs of one side of a transfer as a list, every URL rule checked.
 
-    :param urls: the URLs as the user gave them (any type each).
+    Raises :class:`FTSValidationError` naming ``where`` or ``where[position]``.
+
+    :param urls: the URLs as given (a list or tuple of str, if right).
+    :param where: the field, e.g. ``transfer.sources``.
+    :param singular: the field's one-URL name, for the fix, e.g. ``source``.
     """
-    plainly_good = _PLAINLY_GOOD.fullmatch
+    if type(urls) is list or type(urls) is tuple:
+        plainly_good = _PLAINLY_GOOD.fullmatch
+        for url in urls:
+            if not (type(url) is str and len(url) <= MAX_URL_LENGTH and plainly_good(url)):
+                break
+        else:
+            if urls:
+                return list(urls)
+    return _checked_url_list(urls, where, singular)
+
+
+def _checked_url_list(urls: object, where: str, singular: str) -> list[str]:
+    if isinstance(urls, str):
+        raise FTSValidationError(
+            where,
+            "is a single string; FTS would read it character by character.",
+            f"Give a list of URLs ({where.rpartition('.')[2]}=[...]) or use '{singular}'.",
+        )
+    if not isinstance(urls, (list, tuple)):
+        raise FTSValidationError(
+            where, f"must be a list of URLs, not {type(urls).__name__}.", "Give a list of str."
+        )
+    if not urls:
+        raise FTSValidationError(
+            where, "is empty; a transfer needs at least one URL.", "Add the URL."
+        )
     for position, url in enumerate(urls):
-        if type(url) is str and len(url) <= MAX_URL_LENGTH and plainly_good(url):
-            continue
         problem = url_problem(url)
         if problem is not None:
-            return position, problem
-    return None
+            raise FTSValidationError(f"{where}[{position}]", *problem)
+    return list(urls)
 
 
 def url_problem(url: object) -> tuple[str, str] | None:
