@@ -126,21 +126,27 @@ def _check_file_metadata_sizes(files: list[dict[str, Any]], limits: MetadataLimi
     for index, entry in enumerate(files):
         if len(entry) == 2:  # sources and destinations only
             continue
-        metadata = entry.get("metadata")
-        if metadata is not None:
-            where = (index, "metadata")
-            _check_size(metadata, where, limits.file, "FileMetadataSizeLimit", json_text)
-        for name, limit, setting in (
-            ("staging_metadata", limits.staging, "StagingMetadataSizeLimit"),
-            ("archive_metadata", limits.archive, "ArchiveMetadataSizeLimit"),
-        ):
-            if name in entry:  # tape metadata, rare: one membership test each
-                _check_size(entry[name], (index, name), limit, setting, json_text)
+        try:
+            metadata = entry.get("metadata")
+            if metadata is not None:
+                _check_size(metadata, "metadata", limits.file, "FileMetadataSizeLimit", json_text)
+            for name, limit, setting in (
+                ("staging_metadata", limits.staging, "StagingMetadataSizeLimit"),
+                ("archive_metadata", limits.archive, "ArchiveMetadataSizeLimit"),
+            ):
+                if name in entry:  # tape metadata, rare: one membership test each
+                    _check_size(entry[name], name, limit, setting, json_text)
+        except FTSValidationError as error:
+            # Named only on error: a name for each of 10,000 files would cost more than
+            # the check itself.
+            raise FTSValidationError(
+                f"transfers[{index}].{error.field}", error.problem, error.fix
+            ) from None
 
 
 def _check_size(
     value: dict | str,
-    where: str | tuple[int, str],
+    where: str,
     limit: int,
     setting: str,
     json_text: Callable[[object], str] = json.dumps,
@@ -151,7 +157,7 @@ def _check_size(
     label); measuring it also proves it serialisable when there is no limit.
 
     :param value: the metadata.
-    :param where: the field, or ``(transfer index, field)`` (named only on error).
+    :param where: the field the error names.
     :param limit: the server's limit in bytes, 0 for none.
     :param setting: the name of the server's setting.
     :param json_text: ``json.dumps`` or the same text faster (:func:`_json_encoder`).
@@ -161,23 +167,17 @@ def _check_size(
         size = len(json_text(stored))
     except (TypeError, ValueError) as exc:
         raise FTSValidationError(
-            _field_name(where),
+            where,
             f"is not JSON-serialisable ({exc}).",
             "Use only dicts, lists, str, int, float, bool and None in metadata.",
         ) from None
     if limit and size > limit:
         raise FTSValidationError(
-            _field_name(where),
+            where,
             f"is {size} bytes as JSON, over the server's {setting} of {limit} bytes.",
             f"Make it smaller, or if your server sets {setting} higher, pass "
             f"metadata_limits=MetadataLimits(...) with that value (0 = unlimited).",
         )
-
-
-def _field_name(where: str | tuple[int, str]) -> str:
-    # Named only on error: formatting a name for each of 10,000 files would cost more
-    # than the check itself.
-    return where if isinstance(where, str) else f"transfers[{where[0]}].{where[1]}"
 
 
 def _json_encoder() -> Callable[[object], str]:

@@ -21,10 +21,12 @@ _EXAMPLE_URL = "davs://storage.example.org/path/file"
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]*)(/[^?#\s]*)?(\?[^#\s]*)?(?:#\S*)?")
 #: Only URLs the rules of url_problem accept: a shortcut, one match instead of the rules.
 #: Not file:, a host that starts the authority (no user@, no [IPv6]), a path longer than
-#: "/". Other URLs, right or wrong, take the long way through the rules.
+#: "/". Other URLs, right or wrong, take the long way through the rules. Possessive
+#: quantifiers (each stops where the next part's first character begins) save the regex
+#: engine its backtracking notes.
 _PLAINLY_GOOD = re.compile(
-    r"(?![Ff][Ii][Ll][Ee]:)[A-Za-z][A-Za-z0-9+.-]*://"
-    r"[^/?#\s@:\[][^/?#\s@]*/[^?#\s]+(?:\?[^#\s]*)?(?:#\S*)?"
+    r"(?![Ff][Ii][Ll][Ee]:)[A-Za-z][A-Za-z0-9+.-]*+://"
+    r"[^/?#\s@:\[][^/?#\s@]*+/[^?#\s]++(?:\?[^#\s]*+)?+(?:#\S*+)?+"
 )
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _WHITESPACE = re.compile(r"\s")
