@@ -43,7 +43,7 @@ _ALGORITHM = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 #: Only checksums the rules of _checksum_problem accept, the usual ones (a shortcut).
 _PLAINLY_GOOD_CHECKSUM = re.compile(
-    r"(?:adler32:[0-9a-f]{8}|md5:[0-9a-f]{32}|crc32:[0-9a-f]{1,10}+)", re.IGNORECASE | re.ASCII
+    r"(?:adler32:[0-9a-f]{8}|md5:[0-9a-f]{32}|crc32:[0-9a-f]{1,10})", re.IGNORECASE | re.ASCII
 )
 
 _TRANSFER = "transfer"  # field prefix of a Transfer on its own; transfer_entry names the index
