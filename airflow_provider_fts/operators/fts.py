@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_fts.assets import add_replica_events
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import JobState
 from airflow_provider_fts.client.submission import Transfer, build_submission
@@ -134,6 +135,7 @@ class FTSSubmitOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
         ids = event["job_ids"]
+        add_replica_events(context, self.hook, ids)
         return ids[0] if len(ids) == 1 else ids
 
     def on_kill(self) -> None:
@@ -262,6 +264,7 @@ class FTSSubmitOperator(BaseOperator):
         else:
             summary = self._poll(job_ids)
         publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
+        add_replica_events(context, self.hook, job_ids)
 
     def _poll(self, job_ids: list[str]) -> dict:
         deadline = time.monotonic() + self.wait_timeout if self.wait_timeout else None
@@ -273,3 +276,20 @@ class FTSSubmitOperator(BaseOperator):
             if deadline is not None and time.monotonic() >= deadline:
                 raise AirflowFailException(f"FTS jobs {job_ids} still running after the wait.")
             time.sleep(self.poll_interval)
+
+    # -- assets and lineage (rules in airflow_provider_fts.assets) -------------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_start
+
+        return facets_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_complete
+
+        return facets_on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_failure
+
+        return facets_on_failure(self, task_instance)

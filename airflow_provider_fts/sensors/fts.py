@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
+from airflow_provider_fts.assets import add_replica_events
 from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
 from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, summarize_jobs
 from airflow_provider_fts.hooks.fts import FTSHook
@@ -96,6 +97,7 @@ class FTSJobSensor(BaseSensorOperator):
         if not all_terminal(summary):
             return PokeReturnValue(is_done=False)
         publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
+        add_replica_events(context, self.hook, summary["job_ids"])
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def execute(self, context: Context) -> Any:
@@ -119,4 +121,23 @@ class FTSJobSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
         if event and event.get("status") == "timeout":
             raise AirflowSensorTimeout(event["message"])
-        return outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
+        summary = outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
+        add_replica_events(context, self.hook, summary["job_ids"])
+        return summary
+
+    # -- assets and lineage (rules in airflow_provider_fts.assets) -------------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_start
+
+        return facets_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_complete
+
+        return facets_on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_failure
+
+        return facets_on_failure(self, task_instance)
