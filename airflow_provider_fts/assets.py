@@ -157,7 +157,7 @@ def _file_extra(record: Mapping[str, Any]) -> dict[str, Any]:
     size = record.get("filesize") or record.get("user_filesize")
     if size:
         extra["size"] = int(size)
-    if record.get("checksum"):
+    if ":" in str(record.get("checksum") or ""):  # "ADLER32" alone names no value
         extra["checksum"] = record["checksum"]
     return extra
 
