@@ -28,6 +28,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_fts.client.errors import is_job_error_entry
+from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS
+
 if TYPE_CHECKING:
     from urllib.parse import SplitResult
 
@@ -48,16 +51,9 @@ GRID_SCHEMES: dict[str, int | None] = {
 MAX_ASSET_EVENTS = 1000
 #: Per-file OpenLineage datasets per side (inputs, outputs) at most; more become directories.
 MAX_LINEAGE_DATASETS = 100
-#: The file fields asset events and lineage need (``?files=``): no more travels.
-FILE_FIELDS: tuple[str, ...] = (
-    "file_id",
-    "file_state",
-    "source_surl",
-    "dest_surl",
-    "filesize",
-    "user_filesize",
-    "checksum",
-)
+#: The file fields asset events and lineage need (``?files=``): the summary's, which
+#: include source, destination, state, size and checksum.
+FILE_FIELDS: tuple[str, ...] = SUMMARY_FILE_FIELDS
 
 
 def asset_uri(url: str) -> str:
@@ -124,14 +120,15 @@ def _parent(url: str) -> str:
 # -- what moved ------------------------------------------------------------------------
 
 
-def job_files(hook: FTSHook, job_ids: Sequence[str]) -> list[dict]:
-    """Every file record of the jobs with :data:`FILE_FIELDS`, each with its ``job_id``."""
+def fetch_jobs(hook: FTSHook, job_ids: Sequence[str]) -> list[dict]:
+    """The job records with their files (:data:`FILE_FIELDS`); one request per 100 jobs."""
     records = hook.get_jobs_or_archived(list(job_ids), files=list(FILE_FIELDS))
-    return [
-        {**record, "job_id": job.get("job_id")}
-        for job in records
-        for record in job.get("files") or []
-    ]
+    return [record for record in records if not is_job_error_entry(record)]
+
+
+def files_of(jobs: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Every file record of the jobs, each with its ``job_id``."""
+    return [{**f, "job_id": job.get("job_id")} for job in jobs for f in job.get("files") or []]
 
 
 def finished(files: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -192,20 +189,20 @@ def add_replica_events(context: Context, hook: FTSHook, job_ids: Sequence[str]) 
         return 0
     from airflow.sdk import Asset
 
-    files = job_files(hook, job_ids)
-    remember_files(context["task"], job_ids, files)
-    events = replica_events(files)
+    jobs = fetch_jobs(hook, job_ids)
+    remember_jobs(context["task"], job_ids, jobs)
+    events = replica_events(files_of(jobs))
     for alias in aliases:
         for uri, extra in events:
             context["outlet_events"][alias].add(Asset(uri), extra=extra)
     return len(events)
 
 
-def remember_files(task: Any, job_ids: Sequence[str], files: list[dict]) -> None:
-    """Keep the fetched records on the task, so its lineage needs no second request."""
-    task._fts_files = (tuple(job_ids), files)
+def remember_jobs(task: Any, job_ids: Sequence[str], jobs: list[dict]) -> None:
+    """Keep fetched job records on the task, so its lineage needs no second request."""
+    task._fts_jobs = (tuple(job_ids), jobs)
 
 
-def remembered_files(task: Any, job_ids: Sequence[str]) -> list[dict] | None:
-    cached = getattr(task, "_fts_files", None)
+def remembered_jobs(task: Any, job_ids: Sequence[str]) -> list[dict] | None:
+    cached = getattr(task, "_fts_jobs", None)
     return cached[1] if cached and cached[0] == tuple(job_ids) else None

@@ -3,13 +3,16 @@
 Only OpenLineage's extractor imports this module (through the three short methods of the
 operator and the sensor), so without the OpenLineage provider nothing of it loads.
 
-Where the data comes from: the task instance may be a fresh one (after a deferral), so the
-job ids and the outcome come from the XComs (``fts_summary``, else ``fts_job_id``, else
-the sensor's rendered ``job_id``), and the files from FTS (one request per 100 jobs), unless
-:func:`~airflow_provider_fts.assets.add_replica_events` already fetched them in this
-process. Inputs are the sources read, outputs the destinations that FINISHED, both capped
-by :data:`~airflow_provider_fts.assets.MAX_LINEAGE_DATASETS` per side (then directories).
-At start the operator reports what it plans to move; the sensor knows only its job ids.
+Where the data comes from: the listener calls these on the task object that ran the final
+execution segment, in a forked process by default. Nothing is read from XCom (a forked
+child must not talk to the task supervisor): the job ids are the ones the task holds (the
+operator's ``_job_ids``, the sensor's rendered ``job_id``), and the outcome and files come
+from FTS in one request per 100 jobs through the task's hook (its connection already
+loaded), unless :func:`~airflow_provider_fts.assets.add_replica_events` fetched them in
+this segment. Inputs are the sources read, outputs the destinations that FINISHED, both
+capped by :data:`~airflow_provider_fts.assets.MAX_LINEAGE_DATASETS` per side (then
+directories). At start the operator reports what it plans to move; the sensor knows only
+its job ids.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from airflow_provider_fts.assets import (
     MAX_LINEAGE_DATASETS,
     asset_uri,
     collapse,
+    fetch_jobs,
+    files_of,
     finished,
-    job_files,
     namespace_and_name,
-    remembered_files,
+    remembered_jobs,
 )
-from airflow_provider_fts.links.fts import JOB_ID_KEY, SUMMARY_KEY
+from airflow_provider_fts.client.states import summarize_jobs
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +79,7 @@ def facets_on_start(task: Any) -> OperatorLineage:
             transfer = Transfer.coerce(item, index)
             sources += transfer.sources
             destinations += transfer.destinations
-    job_ids = _sensor_job_ids(task)
-    facet = FTSRunFacet(jobIds=job_ids, endpoint=_endpoint(task))
+    facet = FTSRunFacet(jobIds=_sensor_job_ids(task), endpoint=_endpoint(task))
     return OperatorLineage(
         inputs=datasets(sources), outputs=datasets(destinations), run_facets={RUN_FACET_KEY: facet}
     )
@@ -93,18 +96,21 @@ def facets_on_failure(task: Any, task_instance: Any) -> OperatorLineage:
 
 
 def _facets_after(task: Any, task_instance: Any, *, failed: bool) -> OperatorLineage:
-    summary = _xcom(task_instance, SUMMARY_KEY) or {}
-    job_ids = list(summary.get("job_ids") or _job_ids(task, task_instance))
-    facet = run_facet(job_ids, _endpoint(task), summary, failed=failed)
-    if not job_ids:  # nothing submitted: validation failed before any job
-        return OperatorLineage(run_facets={RUN_FACET_KEY: facet})
-    files = remembered_files(task, job_ids)
-    if files is None:
+    job_ids = task_job_ids(task)
+    if not job_ids:  # nothing submitted: the input was refused before any job
+        return OperatorLineage(run_facets={RUN_FACET_KEY: FTSRunFacet(jobIds=[])})
+    jobs = remembered_jobs(task, job_ids)
+    if jobs is None and _loaded_hook(task) is None:
+        jobs = []
+    elif jobs is None:
         try:
-            files = job_files(task.hook, job_ids)
+            jobs = fetch_jobs(_loaded_hook(task), job_ids)
         except Exception as error:  # lineage must not hide the task's own outcome
-            log.warning("FTS lineage: could not read the files of %s: %s", job_ids, error)
-            files = []
+            log.warning("FTS lineage: could not read jobs %s: %s", job_ids, error)
+            jobs = []
+    files = files_of(jobs)
+    summary = summarize_jobs(jobs) if jobs else {}
+    facet = run_facet(job_ids, _endpoint(task), summary, failed=failed)
     read = [f["source_surl"] for f in files if f.get("file_state") != "NOT_USED"]
     written = [f["dest_surl"] for f in finished(files)]
     return OperatorLineage(
@@ -151,11 +157,10 @@ def datasets(urls: Iterable[str]) -> list[Dataset]:
     return result
 
 
-def _job_ids(task: Any, task_instance: Any) -> list[str]:
-    pushed = _xcom(task_instance, JOB_ID_KEY)
-    if pushed:
-        return [pushed] if isinstance(pushed, str) else list(pushed)
-    return _sensor_job_ids(task)
+def task_job_ids(task: Any) -> list[str]:
+    """The FTS job ids the task holds: the operator's submitted ones, the sensor's."""
+    submitted = getattr(task, "_job_ids", None)
+    return list(submitted) if submitted else _sensor_job_ids(task)
 
 
 def _sensor_job_ids(task: Any) -> list[str]:
@@ -166,14 +171,13 @@ def _sensor_job_ids(task: Any) -> list[str]:
     return job_id_list(task.job_id)
 
 
-def _xcom(task_instance: Any, key: str) -> Any:
-    return task_instance.xcom_pull(
-        task_ids=task_instance.task_id, key=key, map_indexes=task_instance.map_index
-    )
+def _loaded_hook(task: Any) -> Any:
+    """The task's hook if it already loaded its connection, else None: asking for a
+    connection from the listener's forked process could hang on the task supervisor."""
+    hook = task.__dict__.get("hook")
+    return hook if hook is not None and "settings" in hook.__dict__ else None
 
 
 def _endpoint(task: Any) -> str | None:
-    try:
-        return task.hook.settings.endpoint
-    except Exception:  # a bad connection is the task's error to report, not lineage's
-        return None
+    hook = _loaded_hook(task)
+    return hook.settings.endpoint if hook else None

@@ -133,6 +133,7 @@ class FTSSubmitOperator(BaseOperator):
         return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        self._job_ids = list((event or {}).get("job_ids") or [])  # a fresh instance: for lineage
         outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
         ids = event["job_ids"]
         add_replica_events(context, self.hook, ids)
