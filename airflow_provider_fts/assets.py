@@ -117,6 +117,21 @@ def _parent(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=parent))
 
 
+def report_submitted(hook: FTSHook, transfers: Sequence[Any]) -> None:
+    """Airflow's hook-level lineage of a submission: sources in, destinations out.
+
+    Read by OpenLineage when the task's own facets have no datasets; a no-op otherwise.
+    """
+    from airflow.sdk.lineage import MAX_COLLECTED_ASSETS, get_hook_lineage_collector
+
+    collector = get_hook_lineage_collector()
+    for transfer in transfers[:MAX_COLLECTED_ASSETS]:  # the collector keeps no more
+        for source in transfer.sources:
+            collector.add_input_asset(context=hook, uri=asset_uri(source))
+        for destination in transfer.destinations:
+            collector.add_output_asset(context=hook, uri=asset_uri(destination))
+
+
 # -- what moved ------------------------------------------------------------------------
 
 

@@ -318,11 +318,6 @@ def _is_not_found(entry: dict) -> bool:
     return is_job_error_entry(entry) and isinstance(error_from_job_entry(entry), NotFound)
 
 
-def _without_query(url: str) -> str:
-    """The URL as a dataset name: query strings carry tokens and copy options, not identity."""
-    return url.split("?", 1)[0]
-
-
 def _mtime(path: str) -> float | None:
     try:
         return os.stat(path).st_mtime
@@ -446,14 +441,9 @@ class FTSHook(BaseHook):
         return job_id
 
     def _report_lineage(self, transfers: Sequence[Transfer]) -> None:
-        from airflow.sdk.lineage import MAX_COLLECTED_ASSETS, get_hook_lineage_collector
+        from airflow_provider_fts.assets import report_submitted
 
-        collector = get_hook_lineage_collector()
-        for transfer in transfers[:MAX_COLLECTED_ASSETS]:  # the collector keeps no more
-            for source in transfer.sources:
-                collector.add_input_asset(context=self, uri=_without_query(source))
-            for destination in transfer.destinations:
-                collector.add_output_asset(context=self, uri=_without_query(destination))
+        report_submitted(self, transfers)
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""
