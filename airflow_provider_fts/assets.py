@@ -22,6 +22,7 @@ OpenLineage's own extractor loads it.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import urllib.parse
 from collections import defaultdict
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_fts.hooks.fts import FTSHook
+
+log = logging.getLogger(__name__)
 
 #: The schemes of grid storage this provider registers in ``asset-uris``.
 GRID_SCHEMES: dict[str, int | None] = {
@@ -206,10 +209,15 @@ def add_replica_events(context: Context, hook: FTSHook, job_ids: Sequence[str]) 
 
     jobs = fetch_jobs(hook, job_ids)
     remember_jobs(context["task"], job_ids, jobs)
-    events = replica_events(files_of(jobs))
+    events = []
+    for uri, extra in replica_events(files_of(jobs)):
+        try:
+            events.append((Asset(uri), extra))
+        except ValueError as error:  # the copy succeeded: an odd URL must not fail the task
+            log.warning("No asset event for %s: %s", uri, error)
     for alias in aliases:
-        for uri, extra in events:
-            context["outlet_events"][alias].add(Asset(uri), extra=extra)
+        for asset, extra in events:
+            context["outlet_events"][alias].add(asset, extra=extra)
     return len(events)
 
 

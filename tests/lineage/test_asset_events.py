@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 
 import pytest
-from airflow.sdk import DAG, AssetAlias
+from airflow.sdk import DAG, Asset, AssetAlias
 
+from airflow_provider_fts.assets import add_replica_events
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
 from tests.lineage.conftest import asset_events, register
@@ -87,7 +88,7 @@ def test_finished_destinations_get_one_event_each_with_the_job_id(
     assert "SECRET-TOKEN" not in repr(events)
 
 
-def test_no_alias_means_no_event_and_no_extra_request(airflow_db, fts_connection, fts_emulator):
+def test_no_alias_means_no_event(airflow_db, fts_connection, fts_emulator):
     prefix = f"p{uuid.uuid4().hex[:8]}"
     with DAG(dag_id=f"lineage_{prefix}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         FTSSubmitOperator(
@@ -102,3 +103,9 @@ def test_no_alias_means_no_event_and_no_extra_request(airflow_db, fts_connection
 
     assert run.state == "success"
     assert asset_events(dag.dag_id, run.run_id) == {}
+
+
+def test_without_an_alias_nothing_is_fetched():
+    task = FTSSubmitOperator(task_id="t", transfers=[], outlets=[Asset("davs://b.example/x")])
+
+    assert add_replica_events({"task": task}, None, ["job"]) == 0  # None: no hook to ask
