@@ -195,20 +195,24 @@ def asset_aliases(task: Any) -> list[Any]:
     ]
 
 
-def add_replica_events(context: Context, hook: FTSHook, job_ids: Sequence[str]) -> int:
+def add_replica_events(task: Any, context: Context, job_ids: Sequence[str]) -> int:
     """Add an asset event per FINISHED destination to every ``AssetAlias`` in the task's
     outlets; return how many events each alias got.
 
     Call it on success in the task's final execution segment (events added before
     ``defer()`` are lost). Without an alias it does nothing, not even a request.
+
+    :param task: The operator or sensor (its ``outlets`` and ``hook``).
+    :param context: The task's context (its ``outlet_events``).
+    :param job_ids: The FTS jobs whose FINISHED files are announced.
     """
-    aliases = asset_aliases(context["task"])
+    aliases = asset_aliases(task)
     if not aliases:
         return 0
     from airflow.sdk import Asset
 
-    jobs = fetch_jobs(hook, job_ids)
-    remember_jobs(context["task"], job_ids, jobs)
+    jobs = fetch_jobs(task.hook, job_ids)
+    remember_jobs(task, job_ids, jobs)
     events = []
     for uri, extra in replica_events(files_of(jobs)):
         try:

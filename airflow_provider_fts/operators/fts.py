@@ -136,7 +136,7 @@ class FTSSubmitOperator(BaseOperator):
         self._job_ids = list((event or {}).get("job_ids") or [])  # a fresh instance: for lineage
         outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
         ids = event["job_ids"]
-        add_replica_events(context, self.hook, ids)
+        add_replica_events(self, context, ids)
         return ids[0] if len(ids) == 1 else ids
 
     def on_kill(self) -> None:
@@ -265,7 +265,7 @@ class FTSSubmitOperator(BaseOperator):
         else:
             summary = self._poll(job_ids)
         publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
-        add_replica_events(context, self.hook, job_ids)
+        add_replica_events(self, context, job_ids)
 
     def _poll(self, job_ids: list[str]) -> dict:
         deadline = time.monotonic() + self.wait_timeout if self.wait_timeout else None

@@ -97,7 +97,7 @@ class FTSJobSensor(BaseSensorOperator):
         if not all_terminal(summary):
             return PokeReturnValue(is_done=False)
         publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
-        add_replica_events(context, self.hook, summary["job_ids"])
+        add_replica_events(self, context, summary["job_ids"])
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def execute(self, context: Context) -> Any:
@@ -122,7 +122,7 @@ class FTSJobSensor(BaseSensorOperator):
         if event and event.get("status") == "timeout":
             raise AirflowSensorTimeout(event["message"])
         summary = outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
-        add_replica_events(context, self.hook, summary["job_ids"])
+        add_replica_events(self, context, summary["job_ids"])
         return summary
 
     # -- assets and lineage (rules in airflow_provider_fts.assets) -------------------------
