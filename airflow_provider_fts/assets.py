@@ -206,6 +206,7 @@ def add_replica_events(task: Any, context: Context, job_ids: Sequence[str]) -> i
     :param context: The task's context (its ``outlet_events``).
     :param job_ids: The FTS jobs whose FINISHED files are announced.
     """
+    task._fts_job_ids = list(job_ids)
     aliases = asset_aliases(task)
     if not aliases:
         return 0
@@ -223,6 +224,21 @@ def add_replica_events(task: Any, context: Context, job_ids: Sequence[str]) -> i
         for asset, extra in events:
             context["outlet_events"][alias].add(asset, extra=extra)
     return len(events)
+
+
+def prepare_lineage(task: Any, job_ids: Sequence[str]) -> None:
+    """In a final segment that resumes from a trigger, before the verdict: keep the job ids
+    on the task and load its connection. OpenLineage's listener then finds both on the task
+    (it runs in a forked process, which must not ask the task supervisor for anything).
+
+    :param task: The operator or sensor.
+    :param job_ids: The FTS jobs of the task.
+    """
+    task._fts_job_ids = list(job_ids)
+    try:
+        task.hook.settings  # noqa: B018 (loads and caches the connection)
+    except Exception:  # a broken connection is not lineage's to report
+        log.debug("FTS lineage: connection %s not loaded", task.hook.fts_conn_id, exc_info=True)
 
 
 def remember_jobs(task: Any, job_ids: Sequence[str], jobs: list[dict]) -> None:

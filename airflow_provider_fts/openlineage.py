@@ -99,15 +99,7 @@ def _facets_after(task: Any, task_instance: Any, *, failed: bool) -> OperatorLin
     job_ids = task_job_ids(task)
     if not job_ids:  # nothing submitted: the input was refused before any job
         return OperatorLineage(run_facets={RUN_FACET_KEY: FTSRunFacet(jobIds=[])})
-    jobs = remembered_jobs(task, job_ids)
-    if jobs is None and _loaded_hook(task) is None:
-        jobs = []
-    elif jobs is None:
-        try:
-            jobs = fetch_jobs(_loaded_hook(task), job_ids)
-        except Exception as error:  # lineage must not hide the task's own outcome
-            log.warning("FTS lineage: could not read jobs %s: %s", job_ids, error)
-            jobs = []
+    jobs = _jobs(task, job_ids)
     files = files_of(jobs)
     summary = summarize_jobs(jobs) if jobs else {}
     facet = run_facet(job_ids, _endpoint(task), summary, failed=failed)
@@ -116,6 +108,19 @@ def _facets_after(task: Any, task_instance: Any, *, failed: bool) -> OperatorLin
     return OperatorLineage(
         inputs=datasets(read), outputs=datasets(written), run_facets={RUN_FACET_KEY: facet}
     )
+
+
+def _jobs(task: Any, job_ids: list[str]) -> list[dict]:
+    """The job records the success path fetched, else fetched now; none without a hook."""
+    jobs = remembered_jobs(task, job_ids)
+    hook = _loaded_hook(task)
+    if jobs is not None or hook is None:
+        return jobs or []
+    try:
+        return fetch_jobs(hook, job_ids)
+    except Exception as error:  # lineage must not hide the task's own outcome
+        log.warning("FTS lineage: could not read jobs %s: %s", job_ids, error)
+        return []
 
 
 def run_facet(
@@ -158,9 +163,10 @@ def datasets(urls: Iterable[str]) -> list[Dataset]:
 
 
 def task_job_ids(task: Any) -> list[str]:
-    """The FTS job ids the task holds: the operator's submitted ones, the sensor's."""
-    submitted = getattr(task, "_job_ids", None)
-    return list(submitted) if submitted else _sensor_job_ids(task)
+    """The FTS job ids the task holds: recorded by the success path or before the verdict
+    (``prepare_lineage``), else the operator's submitted ones, else the sensor's."""
+    known = getattr(task, "_fts_job_ids", None) or getattr(task, "_job_ids", None)
+    return list(known) if known else _sensor_job_ids(task)
 
 
 def _sensor_job_ids(task: Any) -> list[str]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_fts.assets import add_replica_events
+from airflow_provider_fts.assets import add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import JobState
 from airflow_provider_fts.client.submission import Transfer, build_submission
@@ -133,7 +133,7 @@ class FTSSubmitOperator(BaseOperator):
         return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        self._job_ids = list((event or {}).get("job_ids") or [])  # a fresh instance: for lineage
+        prepare_lineage(self, (event or {}).get("job_ids") or [])
         outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
         ids = event["job_ids"]
         add_replica_events(self, context, ids)

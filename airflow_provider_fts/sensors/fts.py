@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from airflow_provider_fts.assets import add_replica_events
+from airflow_provider_fts.assets import add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
 from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, summarize_jobs
 from airflow_provider_fts.hooks.fts import FTSHook
@@ -121,6 +121,7 @@ class FTSJobSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
         if event and event.get("status") == "timeout":
             raise AirflowSensorTimeout(event["message"])
+        prepare_lineage(self, job_id_list(self.job_id))
         summary = outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
         add_replica_events(self, context, summary["job_ids"])
         return summary

@@ -3,7 +3,8 @@
 Run as ``python -m tests.lineage.ol_run <prefix> <events.jsonl>`` by the OpenLineage tests:
 a fresh process, so OpenLineage reads its transport from the environment set here and no
 other test pays for it. Tasks: ``partial`` (2 of 3 files finish, ``allow_partial``),
-``failing`` (the same, without it), and ``submit`` -> ``wait`` (a deferrable sensor).
+``failing`` (the same, without it), ``deferred`` (like ``failing``, waiting in the
+trigger), and ``submit`` -> ``wait`` (a deferrable sensor).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from tests.lineage.conftest import register  # noqa: E402
 
 
 def transfers(name: str) -> list[dict]:
+    """Two files finish (a, b), one fails (c); a lasts 3 s so that every wait defers."""
     base = f"{PREFIX}/{name}"
     return [
         {
             "source": f"davs://site-a.example:443/{base}/a",
-            "destination": f"mock://dst.example/{base}/a?authz=TOKEN",
+            "destination": f"mock://dst.example/{base}/a?authz=TOKEN&time=3",
         },
         {
             "source": f"mock://src.example/{base}/b?size=1000",
@@ -45,12 +47,17 @@ def transfers(name: str) -> list[dict]:
 
 
 with DAG(dag_id=f"ol_{PREFIX}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    for name, partial in (("partial", True), ("failing", False)):
+    for name, partial, deferrable in (
+        ("partial", True, False),
+        ("failing", False, False),
+        ("deferred", False, True),
+    ):
         FTSSubmitOperator(
             task_id=name,
             transfers=transfers(name),
             wait_for_completion=True,
             allow_partial=partial,
+            deferrable=deferrable,
             poll_interval=0.2,
         )
     submit = FTSSubmitOperator(task_id="submit", transfers=transfers("sensed"))

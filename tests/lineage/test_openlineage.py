@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ import pytest
 pytest.importorskip("airflow.providers.openlineage")
 
 REPO = Path(__file__).resolve().parents[2]
+DEFERRED = re.compile(r"Pausing task as DEFERRED\..*?task_id=(\w+)")
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +41,14 @@ def lineage(airflow_db, fts_emulator_session, fts_pki, tmp_path_factory):
         timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    deferred = {m for m in DEFERRED.findall(result.stdout + result.stderr)}
+    assert deferred == {"deferred", "wait"}  # the waits resumed on fresh task instances
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("STATES ")]
     states = json.loads(line.removeprefix("STATES "))
     assert states == {
         "partial": "success",
         "failing": "failed",
+        "deferred": "failed",
         "submit": "success",
         "wait": "success",
     }
@@ -124,6 +129,17 @@ def test_fail_event_carries_the_failed_files_and_reasons(lineage):
             "recoverable": False,
         }
     ]
+
+
+def test_fail_event_after_a_deferral_comes_from_a_fresh_task_instance(lineage):
+    event = lineage["events"][("deferred", "FAIL")]
+    job_id = lineage["job_ids"]["deferred"]
+
+    inputs, outputs = expected(lineage["prefix"], "deferred")
+    assert datasets(event, "inputs") == inputs
+    assert datasets(event, "outputs") == outputs
+    assert facet(event)["jobStates"] == {job_id: "FINISHEDDIRTY"}
+    assert [f["reason"] for f in facet(event)["failedFiles"]] == ["TRANSFER [13] Permission denied"]
 
 
 def test_start_event_of_the_operator_lists_what_it_plans_to_move(lineage):
