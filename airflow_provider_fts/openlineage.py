@@ -5,10 +5,11 @@ operator and the sensor), so without the OpenLineage provider nothing of it load
 
 Where the data comes from: the listener calls these on the task object that ran the final
 execution segment, in a forked process by default. Nothing is read from XCom (a forked
-child must not talk to the task supervisor): the job ids are the ones the task holds (the
-operator's ``_job_ids``, the sensor's rendered ``job_id``), and the outcome and files come
-from FTS in one request per 100 jobs through the task's hook (its connection already
-loaded), unless :func:`~airflow_provider_fts.assets.add_replica_events` fetched them in
+child must not talk to the task supervisor): the job ids are the ones the task holds
+(recorded by ``add_replica_events`` or, after a deferral, ``prepare_lineage``; else the
+operator's ``_job_ids`` or the sensor's rendered ``job_id``), and the outcome and files
+come from FTS in one request per 100 jobs through the task's hook (its connection loaded
+by then), unless :func:`~airflow_provider_fts.assets.add_replica_events` fetched them in
 this segment. Inputs are the sources read, outputs the destinations that FINISHED, both
 capped by :data:`~airflow_provider_fts.assets.MAX_LINEAGE_DATASETS` per side (then
 directories). At start the operator reports what it plans to move; the sensor knows only

@@ -28,12 +28,13 @@ from tests.lineage.conftest import register  # noqa: E402
 
 
 def transfers(name: str) -> list[dict]:
-    """Two files finish (a, b), one fails (c); a lasts 3 s so that every wait defers."""
+    """Two files finish (a, b), one fails (c); a lasts long enough for every wait to defer."""
     base = f"{PREFIX}/{name}"
+    seconds = 6 if name == "sensed" else 2
     return [
         {
             "source": f"davs://site-a.example:443/{base}/a",
-            "destination": f"mock://dst.example/{base}/a?authz=TOKEN&time=3",
+            "destination": f"mock://dst.example/{base}/a?authz=TOKEN&time={seconds}",
         },
         {
             "source": f"mock://src.example/{base}/b?size=1000",
@@ -47,11 +48,7 @@ def transfers(name: str) -> list[dict]:
 
 
 with DAG(dag_id=f"ol_{PREFIX}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-    for name, partial, deferrable in (
-        ("partial", True, False),
-        ("failing", False, False),
-        ("deferred", False, True),
-    ):
+    waits = [
         FTSSubmitOperator(
             task_id=name,
             transfers=transfers(name),
@@ -60,13 +57,26 @@ with DAG(dag_id=f"ol_{PREFIX}", schedule=None, start_date=datetime(2026, 1, 1)) 
             deferrable=deferrable,
             poll_interval=0.2,
         )
-    submit = FTSSubmitOperator(task_id="submit", transfers=transfers("sensed"))
-    submit >> FTSJobSensor(
-        task_id="wait",
-        job_id="{{ ti.xcom_pull(task_ids='submit') }}",
-        allow_partial=True,
-        deferrable=True,
-        poke_interval=0.2,
+        for name, partial, deferrable in (
+            ("partial", True, False),
+            ("failing", False, False),
+            ("deferred", False, True),
+        )
+    ]
+    # Last, so that the sensor starts right after the submission and finds the job running.
+    submit = FTSSubmitOperator(
+        task_id="submit", transfers=transfers("sensed"), trigger_rule="all_done"
+    )
+    (
+        waits
+        >> submit
+        >> FTSJobSensor(
+            task_id="wait",
+            job_id="{{ ti.xcom_pull(task_ids='submit') }}",
+            allow_partial=True,
+            deferrable=True,
+            poke_interval=0.2,
+        )
     )
 
 register(dag)
