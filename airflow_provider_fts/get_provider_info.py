@@ -7,6 +7,7 @@ provider, so a test checks both.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, distribution
 from typing import Any
 
 # Airflow masks an extra by its NAME (any name holding "proxy", "token", "private_key",
@@ -155,4 +156,25 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_fts.links.fts.FTSJobLink"],
+        "asset-uris": [_asset_uris()],
+    }
+
+
+def _asset_uris() -> dict[str, Any]:
+    """Grid storage URLs as asset URIs (rules in :mod:`airflow_provider_fts.assets`).
+
+    ``s3`` stays the Amazon provider's when it is installed: the last registration wins.
+    """
+    from airflow_provider_fts.assets import GRID_SCHEMES
+
+    schemes = list(GRID_SCHEMES)
+    try:
+        distribution("apache-airflow-providers-amazon")
+        schemes.remove("s3")
+    except PackageNotFoundError:
+        pass
+    return {
+        "schemes": schemes,
+        "handler": "airflow_provider_fts.assets.normalize_uri",
+        "to_openlineage_converter": "airflow_provider_fts.assets.convert_asset_to_openlineage",
     }

@@ -2,6 +2,9 @@
 
 FTS verifies checksums at both ends (``verify_checksum="both"``). The submit task returns
 at once; the sensor waits in the triggerer (``deferrable=True``) and returns a summary.
+On success the sensor adds one asset event per replica that FINISHED to the
+``fts-replicas`` alias (asset ``davs://site-b.example/replica/<day>/<file>``, extra with the
+FTS job id, source, size): ``example_fts_replica_consumer`` is scheduled on it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, AssetAlias
 
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
@@ -18,6 +21,7 @@ SOURCE = "davs://site-a.example/data"
 DESTINATION = "davs://site-b.example/replica/{{ ds }}"
 FILES = ["run-001.root", "run-002.root", "run-003.root"]
 POLL_SECONDS = float(os.environ.get("FTS_EXAMPLE_POLL_SECONDS", "60"))
+REPLICAS = AssetAlias("fts-replicas")
 
 with DAG(
     dag_id="example_fts_replication",
@@ -36,5 +40,6 @@ with DAG(
         job_id="{{ ti.xcom_pull(task_ids='submit') }}",
         poke_interval=POLL_SECONDS,
         deferrable=True,
+        outlets=[REPLICAS],
     )
     submit >> wait

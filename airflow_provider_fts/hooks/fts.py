@@ -29,11 +29,6 @@ if TYPE_CHECKING:
     from airflow_provider_fts.client.submission import Transfer
 
 
-def _without_query(url: str) -> str:
-    """The URL as a dataset name: query strings carry tokens and copy options, not identity."""
-    return url.split("?", 1)[0]
-
-
 class FTSHook(BaseHook):
     """Talk to one FTS3 server through an Airflow connection of type ``fts``.
 
@@ -155,14 +150,9 @@ class FTSHook(BaseHook):
         return job_id
 
     def _report_lineage(self, transfers: Sequence[Transfer]) -> None:
-        from airflow.sdk.lineage import MAX_COLLECTED_ASSETS, get_hook_lineage_collector
+        from airflow_provider_fts.assets import report_submitted
 
-        collector = get_hook_lineage_collector()
-        for transfer in transfers[:MAX_COLLECTED_ASSETS]:  # the collector keeps no more
-            for source in transfer.sources:
-                collector.add_input_asset(context=self, uri=_without_query(source))
-            for destination in transfer.destinations:
-                collector.add_output_asset(context=self, uri=_without_query(destination))
+        report_submitted(self, transfers)
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_fts.assets import add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
     FileState,
@@ -197,6 +198,7 @@ class FTSSubmitOperator(BaseOperator):
         return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        prepare_lineage(self, (event or {}).get("job_ids") or [])
         summary = summary_of_event(event, self.log)
         ids = event["job_ids"]
         earlier = self._earlier_jobs(self._chunks(), context)  # the same facts as execute
@@ -358,6 +360,26 @@ class FTSSubmitOperator(BaseOperator):
         publish_outcome(
             summary, context, allow_partial=self.allow_partial, can_resubmit=True, log=self.log
         )
+        # Files an earlier try's job finished are replicas too: announce them with this try's.
+        earlier_ids = [r["job_id"] for jobs in earlier.values() for r in jobs.records]
+        add_replica_events(self, context, list(dict.fromkeys(earlier_ids + job_ids)))
+
+    # -- assets and lineage (rules in airflow_provider_fts.assets) -------------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_start
+
+        return facets_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_complete
+
+        return facets_on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_failure
+
+        return facets_on_failure(self, task_instance)
 
 
 def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from airflow_provider_fts.assets import add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.client.states import all_terminal, progress_line
 from airflow_provider_fts.hooks.fts import FTSHook
@@ -111,9 +112,11 @@ class FTSJobSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
     def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
-        return publish_outcome(
+        publish_outcome(
             summary, context, allow_partial=self.allow_partial, can_resubmit=False, log=self.log
         )
+        add_replica_events(self, context, summary["job_ids"])
+        return summary
 
     def execute(self, context: Context) -> Any:
         ids = job_id_list(self.job_id)  # a bad id fails before any request
@@ -143,6 +146,7 @@ class FTSJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
         summary = summary_of_event(event, self.log, on_timeout=AirflowSensorTimeout)
+        prepare_lineage(self, job_id_list(self.job_id))
         return self._publish(summary, context)
 
     def on_kill(self) -> None:
@@ -150,3 +154,20 @@ class FTSJobSensor(BaseSensorOperator):
         if self.cancel_on_kill:
             ids = job_id_list(self.job_id)
             cancel_if_marked_failed(self._ti, ids, self.hook.cancel_jobs, self.log)
+
+    # -- assets and lineage (rules in airflow_provider_fts.assets) -------------------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_start
+
+        return facets_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_complete
+
+        return facets_on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_failure
+
+        return facets_on_failure(self, task_instance)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import uuid
 
 import pytest
@@ -60,6 +61,7 @@ def test_replication_copies_the_files_with_checksums(
 ):
     monkeypatch.setattr(fts_emulator.engine, "default_duration", 1.0)  # still running at 1st poke
     site_a, site_b = fts_storage["davs://site-a.example"], fts_storage["davs://site-b.example"]
+    shutil.rmtree(site_b / "replica", ignore_errors=True)  # other tests replicate there too
     (site_a / "data").mkdir(exist_ok=True)
     for name in ("run-001.root", "run-002.root", "run-003.root"):
         (site_a / "data" / name).write_bytes(name.encode() * 100)

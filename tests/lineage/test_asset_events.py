@@ -1,0 +1,112 @@
+"""Asset events for what moved, recorded in the metadata DB by real ``dag.test()`` runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pytest
+from airflow.sdk import DAG, Asset, AssetAlias
+
+from airflow_provider_fts.assets import add_replica_events
+from airflow_provider_fts.operators.fts import FTSSubmitOperator
+from airflow_provider_fts.sensors.fts import FTSJobSensor
+from tests.lineage.conftest import asset_events, register
+
+ALIAS = AssetAlias("fts-lineage-tests")
+
+
+def transfers(prefix: str) -> list[dict]:
+    """Two files that finish (one with a token in its query) and one that cannot."""
+    return [
+        {
+            "source": f"mock://src.example/{prefix}/a",
+            "destination": f"mock://dst.example/{prefix}/a",
+        },
+        {
+            "source": f"mock://src.example/{prefix}/b?size=4096",
+            "destination": f"mock://dst.example/{prefix}/b?authz=SECRET-TOKEN",
+            "checksum": "ADLER32:0badc0de",
+        },
+        {
+            "source": f"mock://src.example/{prefix}/c",
+            "destination": f"mock://dst.example/{prefix}/c?transfer_errno=13",
+        },
+    ]
+
+
+def make_dag(prefix: str, *, deferrable: bool, sensor: bool) -> DAG:
+    with DAG(dag_id=f"lineage_{prefix}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        submit = FTSSubmitOperator(
+            task_id="submit",
+            transfers=transfers(prefix),
+            wait_for_completion=not sensor,
+            allow_partial=True,
+            deferrable=deferrable,
+            poll_interval=0.2,
+            outlets=[] if sensor else [ALIAS],
+        )
+        if sensor:
+            submit >> FTSJobSensor(
+                task_id="wait",
+                job_id="{{ ti.xcom_pull(task_ids='submit') }}",
+                allow_partial=True,
+                deferrable=deferrable,
+                poke_interval=0.2,
+                outlets=[ALIAS],
+            )
+    return register(dag)
+
+
+@pytest.mark.parametrize(
+    ("deferrable", "sensor"), [(False, False), (True, False), (True, True), (False, True)]
+)
+def test_finished_destinations_get_one_event_each_with_the_job_id(
+    airflow_db, fts_connection, fts_emulator, monkeypatch, deferrable, sensor
+):
+    monkeypatch.setattr(fts_emulator.engine, "default_duration", 0.5)  # still running at 1st poll
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    dag = make_dag(prefix, deferrable=deferrable, sensor=sensor)
+
+    run = dag.test()
+
+    assert run.state == "success"
+    (job,) = [j for j in fts_emulator.store.stored_jobs() if prefix in j.files[0]["dest_surl"]]
+    events = asset_events(dag.dag_id, run.run_id)
+    a, b = f"mock://dst.example/{prefix}/a", f"mock://dst.example/{prefix}/b"
+    assert set(events) == {(a, a), (b, b)}  # c FAILED: no event; b's token is gone
+    assert events[(b, b)] == {
+        "fts_job_id": job.record["job_id"],
+        "source": f"mock://src.example/{prefix}/b",
+        "size": 4096,
+        "checksum": "ADLER32:0badc0de",
+    }
+    assert events[(a, a)] == {  # no size known, and a bare "ADLER32" is no checksum
+        "fts_job_id": job.record["job_id"],
+        "source": f"mock://src.example/{prefix}/a",
+    }
+    assert "SECRET-TOKEN" not in repr(events)
+
+
+def test_no_alias_means_no_event(airflow_db, fts_connection, fts_emulator):
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    with DAG(dag_id=f"lineage_{prefix}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        FTSSubmitOperator(
+            task_id="submit",
+            transfers=transfers(prefix)[:1],
+            wait_for_completion=True,
+            poll_interval=0.2,
+        )
+    register(dag)
+
+    run = dag.test()
+
+    assert run.state == "success"
+    assert asset_events(dag.dag_id, run.run_id) == {}
+
+
+def test_without_an_alias_nothing_is_fetched():
+    task = FTSSubmitOperator(task_id="t", transfers=[], outlets=[Asset("davs://b.example/x")])
+    task.hook = None  # nothing to ask
+
+    assert add_replica_events(task, {}, ["job"]) == 0
