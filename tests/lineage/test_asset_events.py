@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from airflow.sdk import DAG, Asset, AssetAlias
@@ -110,3 +110,35 @@ def test_without_an_alias_nothing_is_fetched():
     task.hook = None  # nothing to ask
 
     assert add_replica_events(task, {}, ["job"]) == 0
+
+
+def test_a_retry_announces_the_files_an_earlier_try_finished(
+    airflow_db, fts_connection, fts_emulator
+):
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    a, b = f"mock://dst.example/{prefix}/a", f"mock://dst.example/{prefix}/b"
+    with DAG(dag_id=f"lineage_{prefix}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        FTSSubmitOperator(
+            task_id="submit",
+            transfers=[
+                (f"mock://src.example/{prefix}/a", a),
+                (f"mock://src.example/{prefix}/b", f"{b}?transfer_errno=110&fail_jobs=1"),
+            ],
+            wait_for_completion=True,
+            poll_interval=0.2,
+            retries=1,
+            retry_delay=timedelta(0),
+            outlets=[ALIAS],
+        )
+    register(dag)
+
+    run = dag.test()
+
+    assert run.state == "success"
+    jobs = [j for j in fts_emulator.store.stored_jobs() if prefix in j.files[0]["dest_surl"]]
+    first, second = (j.record["job_id"] for j in jobs)  # try 1 (b failed), try 2 (b only)
+    events = asset_events(dag.dag_id, run.run_id)
+    assert {key: extra["fts_job_id"] for key, extra in events.items()} == {
+        (a, a): first,
+        (b, b): second,
+    }
