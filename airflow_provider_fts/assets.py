@@ -246,3 +246,26 @@ def remember_jobs(task: Any, job_ids: Sequence[str], jobs: list[dict]) -> None:
 def remembered_jobs(task: Any, job_ids: Sequence[str]) -> list[dict] | None:
     cached = getattr(task, "_fts_jobs", None)
     return cached[1] if cached and cached[0] == tuple(job_ids) else None
+
+
+class ReplicaLineage:
+    """OpenLineage's three hooks for the operator and the sensor, which mix this in.
+
+    OpenLineage's extractor finds them by name; the facets are built in
+    :mod:`airflow_provider_fts.openlineage`, imported only when OpenLineage asks.
+    """
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_start
+
+        return facets_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_complete
+
+        return facets_on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_provider_fts.openlineage import facets_on_failure
+
+        return facets_on_failure(self, task_instance)

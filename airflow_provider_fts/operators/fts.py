@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_fts.assets import add_replica_events, prepare_lineage
+from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
     FileState,
@@ -116,7 +116,7 @@ def refuse_owned_params(params: dict[str, Any], where: str) -> None:
             )
 
 
-class FTSSubmitOperator(BaseOperator):
+class FTSSubmitOperator(ReplicaLineage, BaseOperator):
     """Submit file transfers to FTS; return the job id (a list when split into several jobs).
 
     The job id and its monitoring URL are pushed (XCom ``fts_job_id``, ``fts_job_url``)
@@ -363,23 +363,6 @@ class FTSSubmitOperator(BaseOperator):
         # Files an earlier try's job finished are replicas too: announce them with this try's.
         earlier_ids = [r["job_id"] for jobs in earlier.values() for r in jobs.records]
         add_replica_events(self, context, list(dict.fromkeys(earlier_ids + job_ids)))
-
-    # -- assets and lineage (rules in airflow_provider_fts.assets) -------------------------
-
-    def get_openlineage_facets_on_start(self) -> Any:
-        from airflow_provider_fts.openlineage import facets_on_start
-
-        return facets_on_start(self)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        from airflow_provider_fts.openlineage import facets_on_complete
-
-        return facets_on_complete(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
-        from airflow_provider_fts.openlineage import facets_on_failure
-
-        return facets_on_failure(self, task_instance)
 
 
 def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:

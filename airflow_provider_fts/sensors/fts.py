@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_fts.assets import add_replica_events, prepare_lineage
+from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.client.states import all_terminal, progress_line
 from airflow_provider_fts.hooks.fts import FTSHook
@@ -57,7 +57,7 @@ def _is_empty_id(job_id: Any) -> bool:
     return job_id is None or str(job_id).strip().lower() in _EMPTY_RENDERINGS
 
 
-class FTSJobSensor(BaseSensorOperator):
+class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
     """Wait for one or more FTS jobs; succeed when they FINISHED.
 
     FAILED and CANCELED jobs fail the task without retry (the sensor cannot resubmit: use
@@ -154,20 +154,3 @@ class FTSJobSensor(BaseSensorOperator):
         if self.cancel_on_kill:
             ids = job_id_list(self.job_id)
             cancel_if_marked_failed(self._ti, ids, self.hook.cancel_jobs, self.log)
-
-    # -- assets and lineage (rules in airflow_provider_fts.assets) -------------------------
-
-    def get_openlineage_facets_on_start(self) -> Any:
-        from airflow_provider_fts.openlineage import facets_on_start
-
-        return facets_on_start(self)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        from airflow_provider_fts.openlineage import facets_on_complete
-
-        return facets_on_complete(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
-        from airflow_provider_fts.openlineage import facets_on_failure
-
-        return facets_on_failure(self, task_instance)
