@@ -55,8 +55,10 @@ class Run:
 
     # -- task instances ----------------------------------------------------------------
 
-    def ti(self, task_id: str, map_index: int = -1) -> dict[str, Any]:
-        return self.stack.get(self.ti_path(task_id, map_index))
+    def ti(self, task_id: str, map_index: int = -1) -> dict[str, Any] | None:
+        """The task instance, or None while it does not exist (a mapped task not expanded)."""
+        reply = self.stack.call("GET", self.ti_path(task_id, map_index), expect=(200, 404))
+        return None if reply.get("detail") else reply
 
     def wait_ti(
         self,
@@ -71,7 +73,7 @@ class Run:
 
         def probe() -> dict[str, Any] | None:
             ti = self.ti(task_id, map_index)
-            if ti["state"] in states and try_number in (None, ti["try_number"]):
+            if ti is not None and ti["state"] in states and try_number in (None, ti["try_number"]):
                 return ti
             return None
 
@@ -88,7 +90,7 @@ class Run:
         """
 
         def probe() -> dict[str, Any] | None:
-            ti = self.ti(task_id)
+            ti = self.ti(task_id) or {"state": None, "try_number": 0}
             ready = ti["state"] == "deferred" and ti["try_number"] == try_number
             return ti if ready and ti.get("triggerer_job") else None
 

@@ -1,5 +1,7 @@
-"""One real Airflow per session (scheduler, dag-processor, triggerer, API server) against
-the session's FTS emulator, which runs in this process so tests can read its job store.
+"""One real Airflow (scheduler, dag-processor, triggerer, API server) against the session's
+FTS emulator, which runs in this process so tests can read its job store. The stack starts
+once, for the first test of this package, and stops after its last one (so it does not
+load the machine while other suites run).
 
 Every test in this directory carries the ``lifecycle`` marker (``pytest -m lifecycle``).
 Each process's output is in ``<AIRFLOW_HOME>/<component>.out``; the path is printed.
@@ -32,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lifecycle)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow_stack(
     fts_emulator_session: FTSEmulator,
     fts_pki: FTSTestPKI,

@@ -169,27 +169,38 @@ def test_connection_form(browser, airflow_stack, artifacts: Path):
     labels = _labels(browser)
     source = dialog.get_attribute("outerHTML")
 
-    problems = []
+    problems = form_problems(fields, extra, labels, controls, source)
+    problems += ["the password (token) reaches the browser"] * (token in browser.page_source)
+    assert not problems, "the FTS connection form:\n- " + "\n- ".join(problems)
+
+
+def form_problems(
+    fields: dict, extra: dict, labels: list[str], controls: dict, source: str
+) -> list[str]:
+    """What is wrong with the form, one line each (every problem at once, not the first).
+
+    :param fields: the provider's ``conn-fields``.
+    :param extra: the values the connection holds.
+    :param labels: every label of the dialog.
+    :param controls: the form control of each field, by field name.
+    :param source: the dialog's HTML.
+    """
+    problems = [f"no control for {name}" for name in fields if name not in controls]
     missing = [spec["label"] for spec in fields.values() if spec["label"] not in labels]
     problems += [f"labels not in the form: {missing}"] * bool(missing)
     tokens = labels.count("Access token")
     problems += [f'"Access token" appears {tokens} times: {labels}'] * (tokens != 1)
-    problems += [f"no control for {name}" for name in fields if name not in controls]
-    for name, spec in fields.items():
-        if name not in controls:
-            continue
-        control, value = controls[name], extra[name]
-        shown = control.get_attribute("value")
+    for name, control in controls.items():
+        spec, value = fields[name], extra[name]
+        what = f"{name} ({spec['label']})"
         if "PEM" in spec["label"] and control.tag_name != "textarea":
-            problems.append(f"{name} ({spec['label']}) is a one-line <{control.tag_name}>")
-        if is_secret(spec) and (
-            str(value).splitlines()[1 if "PEM" in spec["label"] else 0] in source
-        ):
-            problems.append(f"{name} shows its secret value")
+            problems.append(f"{what} is a one-line <{control.tag_name}>, not a multi-line field")
+        if is_secret(spec) and secret_part(value) in source:
+            problems.append(f"{what}: its secret value reaches the browser")
+        shown = control.get_attribute("value")
         if is_path(name, spec) and shown != value:
-            problems.append(f"{name} ({spec['label']}) shows {shown!r}, not the path {value!r}")
-    problems += ["the password (token) is shown"] * (token in browser.page_source)
-    assert not problems, "the FTS connection form:\n- " + "\n- ".join(problems)
+            problems.append(f"{what} shows {shown!r}, not the path {value!r}")
+    return problems
 
 
 def _labels(driver) -> list[str]:
