@@ -72,4 +72,6 @@ def storage(fts_storage: dict[str, Path]) -> dict[str, Path]:
 def artifacts() -> Path:
     """Kept after the session, git-ignored: screenshots, Airflow home, process output."""
     ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()  # only this session's pictures
     return ARTIFACTS

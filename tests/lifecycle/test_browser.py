@@ -101,11 +101,15 @@ def field_value(name: str, spec: dict) -> object:
 
 
 def is_secret(spec: dict) -> bool:
-    """Declared secret, or holding a key, a proxy, a passphrase or a token by its label."""
+    """Declared secret, or holding a key, a proxy, a passphrase or a token by its label.
+
+    A certificate is public: whether the form hides it is not checked.
+    """
     label = spec["label"].lower()
-    pem_secret = "pem" in label and "certificate" not in label
-    named = any(word in label for word in ("passphrase", "token", "secret"))
-    return spec["schema"].get("format") == "password" or pem_secret or named
+    if "certificate" in label:
+        return False
+    named = any(word in label for word in ("pem", "passphrase", "token", "secret"))
+    return spec["schema"].get("format") == "password" or named
 
 
 def secret_part(value: object) -> str:
