@@ -1,7 +1,8 @@
 """What a user does through Airflow's REST API v2, and what the emulator then holds.
 
 Every wait is a bounded poll (:func:`~.stack.wait_for`) whose failure names the DAG run,
-the task and the state it saw, plus the tail of the processes' output.
+what it waited for, the last value seen and every task instance's state and try (or, if
+an Airflow process died meanwhile, the tail of its output).
 """
 
 from __future__ import annotations
