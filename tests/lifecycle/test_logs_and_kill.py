@@ -46,7 +46,7 @@ def test_worker_killed_after_submission_the_retry_reuses_the_job(airflow_stack, 
     )
     assert [j["job_id"] for j in jobs] == [job["job_id"]], describe_jobs(jobs)
     assert jobs[0]["state"] == "FINISHED" and not jobs[0]["cancel_job"], describe_jobs(jobs)
-    assert "reusing job" in run.log("transfer", 2)
+    assert job["job_id"] in run.log("transfer", 2), "try 2 does not name the job it waited for"
 
 
 def task_process(ti_id: str) -> psutil.Process | None:

@@ -53,7 +53,8 @@ def test_non_recoverable_failure_fails_at_once_without_a_second_job(airflow_stac
     assert len(jobs) == 1, describe_jobs(jobs)
     assert [f["file_state"] for f in jobs[0]["files"]] == ["FINISHED", "FAILED"]
     log = run.log("transfer", 1)
-    assert "missing" in log and "not recoverable" in log, _tail(log)
+    # The log names the file and FTS's reason.
+    assert "lc_fatal/missing" in log and "No such file or directory" in log, _tail(log)
 
 
 _ENDED = {"FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"}
