@@ -35,6 +35,22 @@ COMPONENTS = {
 }
 
 
+# Kills the process groups once the test process is gone, even if it died by SIGKILL
+# (a CI timeout) and could not run stop(); a graceful SIGTERM is not enough there, as the
+# scheduler then waits for tasks that can no longer reach the API server.
+WATCHDOG = """
+import os, signal, sys, time
+parent = int(sys.argv[1])
+while os.getppid() == parent:
+    time.sleep(1)
+for group in map(int, sys.argv[2:]):
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
+
+
 class StackError(AssertionError):
     """The stack or a wait failed; the message says what and where to look."""
 
@@ -79,6 +95,7 @@ class AirflowStack:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = self._environment(extra_env)
         self.processes: dict[str, subprocess.Popen] = {}
+        self.watchdog: subprocess.Popen | None = None
         self.session = requests.Session()
 
     def _environment(self, extra_env: Mapping[str, str]) -> dict[str, str]:
@@ -130,6 +147,11 @@ class AirflowStack:
                 start_new_session=True,  # its own group: stop() ends its children too
             )
             output.close()
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG, str(os.getpid())]
+            + [str(p.pid) for p in self.processes.values()],
+            start_new_session=True,  # not in any group that stop() ends
+        )
         wait_for("the API server to answer", self._token, timeout, interval=1.0)
         self.session.headers["Authorization"] = f"Bearer {self._token()}"
         wait_for("scheduler, triggerer and dag-processor to be healthy", self._healthy, timeout)
@@ -144,6 +166,9 @@ class AirflowStack:
             # The group may outlive its leader (executor workers, task processes).
             self._signal(process, signal.SIGKILL)
             process.wait()
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
         self.session.close()
 
     @staticmethod
