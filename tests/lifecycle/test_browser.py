@@ -93,22 +93,27 @@ def field_value(name: str, spec: dict) -> object:
         return 7
     if schema.get("format") == "url":
         return "https://monitoring.example.org/job/{job_id}"
-    if "PEM" in spec["label"]:
+    if is_pem(name, spec):
         return PEM.format(kind="PRIVATE KEY" if "key" in name else "CERTIFICATE", name=name)
     if schema.get("format") == "password":
         return f"secret-{name}-value"
     return f"/grid/paths/{name}"
 
 
-def is_secret(spec: dict) -> bool:
-    """Declared secret, or holding a key, a proxy, a passphrase or a token by its label.
+def is_pem(name: str, spec: dict) -> bool:
+    """A field that holds pasted PEM text (by its name or label), not a path to one."""
+    return "pem" in name.lower() or "PEM" in spec["label"]
+
+
+def is_secret(name: str, spec: dict) -> bool:
+    """Declared secret, or a pasted PEM, a passphrase or a token by its name or label.
 
     A certificate is public: whether the form hides it is not checked.
     """
     label = spec["label"].lower()
-    if "certificate" in label:
+    if "certificate" in label or ("cert" in name.lower() and "key" not in name.lower()):
         return False
-    named = any(word in label for word in ("pem", "passphrase", "token", "secret"))
+    named = is_pem(name, spec) or any(w in label for w in ("passphrase", "token", "secret"))
     return spec["schema"].get("format") == "password" or named
 
 
@@ -197,9 +202,9 @@ def form_problems(
     for name, control in controls.items():
         spec, value = fields[name], extra[name]
         what = f"{name} ({spec['label']})"
-        if "PEM" in spec["label"] and control.tag_name != "textarea":
+        if is_pem(name, spec) and control.tag_name != "textarea":
             problems.append(f"{what} is a one-line <{control.tag_name}>, not a multi-line field")
-        if is_secret(spec) and secret_part(value) in source:
+        if is_secret(name, spec) and secret_part(value) in source:
             problems.append(f"{what}: its secret value reaches the browser")
         shown = control.get_attribute("value")
         if is_path(name, spec) and shown != value:
