@@ -1,0 +1,64 @@
+"""The submit operator as the retry unit: Airflow's own retries resubmit what can succeed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .actions import Run, describe_jobs, jobs_of, wait_jobs
+
+
+def test_recoverable_failure_is_resubmitted_by_airflow_retry(
+    airflow_stack, emulator, storage: dict[str, Path], tmp_path: Path
+):
+    source_dir = storage["davs://site-a.example"] / "lc_retry"
+    source_dir.mkdir(exist_ok=True)
+    for name in ("f1", "f2", "f3"):
+        (source_dir / name).write_bytes(name.encode() * 1000)
+    flaky_site = tmp_path / "flaky"
+    flaky_site.mkdir()
+    run = Run.trigger(airflow_stack, "lc_retry")
+    try:
+        first = wait_jobs(
+            emulator, run, "try 1's job to end", lambda jobs: jobs and jobs[0]["state"] in _ENDED
+        )[0]
+        # The outage is over: from now on the flaky site is a real directory that accepts files.
+        emulator.engine.storage["davs://flaky.example"] = flaky_site
+        ti = run.wait_ti_done("transfer", timeout=180)
+    finally:
+        emulator.engine.storage.pop("davs://flaky.example", None)
+
+    jobs = jobs_of(emulator, run)
+    assert first["state"] == "FINISHEDDIRTY", describe_jobs(jobs)
+    assert [f["file_state"] for f in first["files"]] == ["FINISHED", "FINISHED", "FAILED"]
+    assert ti["state"] == "success", (
+        f"the task ended {ti['state']} at try {ti['try_number']} instead of retrying by itself; "
+        f"jobs: {describe_jobs(jobs)}; log of try 1:\n{_tail(run.log('transfer', 1))}"
+    )
+    assert ti["try_number"] == 2
+    assert len(jobs) == 2, describe_jobs(jobs)
+    assert [f["dest_surl"] for f in jobs[1]["files"]] == [first["files"][2]["dest_surl"]]
+    assert jobs[1]["state"] == "FINISHED"
+    assert (flaky_site / "lc_retry" / "f3").read_bytes() == b"f3" * 1000
+    assert run.wait_run({"success", "failed"}) == "success"
+
+
+def test_non_recoverable_failure_fails_at_once_without_a_second_job(airflow_stack, emulator):
+    run = Run.trigger(airflow_stack, "lc_fatal")
+
+    ti = run.wait_ti_done("transfer", timeout=120)
+
+    jobs = jobs_of(emulator, run)
+    assert ti["state"] == "failed", run.describe()
+    assert ti["try_number"] == 1, f"a hopeless failure was retried: {describe_jobs(jobs)}"
+    assert len(jobs) == 1, describe_jobs(jobs)
+    assert [f["file_state"] for f in jobs[0]["files"]] == ["FINISHED", "FAILED"]
+    log = run.log("transfer", 1)
+    # The log names the file and FTS's reason.
+    assert "lc_fatal/missing" in log and "No such file or directory" in log, _tail(log)
+
+
+_ENDED = {"FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"}
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.splitlines()[-lines:])
