@@ -32,7 +32,8 @@ from airflow_provider_fts.client.delegation import (
     DEFAULT_RENEW_BELOW,
     DelegationPolicy,
 )
-from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidationError
+from airflow_provider_fts.client.oidc_wire import OIDCSettings
 from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 
 if TYPE_CHECKING:
@@ -54,16 +55,28 @@ MAX_CONNECT_TIMEOUT = 10.0
 
 TOKEN = "access_token"
 PASSPHRASE = "x509_key_passphrase"
+# OIDC: the provider fetches and renews its own tokens (names fixed by issue 10).
+ISSUER = "oidc_issuer"
+CLIENT_ID = "oidc_client_id"
+CLIENT_SECRET = "oidc_client_secret"
+REFRESH_TOKEN = "oidc_refresh_token"
+SCOPE = "oidc_scope"
+AUDIENCE = "oidc_audience"
+OIDC_CA_FILE = "oidc_ca_file"
+STORAGE_TOKENS = "storage_tokens"
 
 #: Fields renamed before 0.1.0: Airflow hid the path in ``x509_proxy`` (its name holds
 #: "proxy"), and showed the key in ``x509_key_pem`` (no sensitive word in its name).
 RENAMED_FIELDS = {"x509_proxy": PROXY_FILE, "x509_key_pem": KEY_PEM}
 
-Kind = Literal["token", "proxy_file", "proxy_pem", "certificate", "environment"]
+Kind = Literal["token", "oidc", "proxy_file", "proxy_pem", "certificate", "environment"]
 
 #: Every allowed set of credential fields (besides the passphrase) and what it makes.
 CREDENTIAL_COMBINATIONS: dict[frozenset[str], Kind] = {
     frozenset({TOKEN}): "token",
+    frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET}): "oidc",  # a robot: client credentials
+    frozenset({ISSUER, CLIENT_ID, REFRESH_TOKEN}): "oidc",  # a user, public client
+    frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN}): "oidc",  # e.g. oidc-agent
     frozenset({PROXY_FILE}): "proxy_file",
     frozenset({PROXY_PEM}): "proxy_pem",
     frozenset({CERT_FILE, KEY_FILE}): "certificate",
@@ -78,6 +91,11 @@ _PROXIES = frozenset({PROXY_FILE, PROXY_PEM})
 _CERTS = frozenset({CERT_FILE, CERT_PEM})
 _KEYS = frozenset({KEY_FILE, KEY_PEM})
 _X509 = _PROXIES | _CERTS | _KEYS | {PASSPHRASE}
+_OIDC_GRANT = frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN})
+#: Options of an OIDC credential, allowed only with one (as the passphrase with a key).
+_OIDC_OPTIONS = frozenset({SCOPE, AUDIENCE, OIDC_CA_FILE, STORAGE_TOKENS})
+_OIDC = _OIDC_GRANT | _OIDC_OPTIONS
+_CREDENTIAL_FIELDS = _X509 | _OIDC
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,42 @@ _NOTHING: frozenset[str] = frozenset()
 _ONE_OR_OTHER = "Give it as a path or as PEM text, not both."
 # Checked in order on a combination that CREDENTIAL_COMBINATIONS does not hold.
 _REFUSALS = (
+    _Refusal(
+        _OIDC,
+        frozenset({TOKEN}),
+        _NOTHING,
+        "is set together with a static access token; a connection uses one credential.",
+        f"Remove {TOKEN!r} (OIDC tokens are fetched and renewed for you) or the oidc_* extras.",
+    ),
+    _Refusal(
+        _OIDC,
+        _X509,
+        _NOTHING,
+        "is set together with X.509 extras; a connection uses one credential.",
+        "Remove the X.509 extras (a token needs no proxy) or the oidc_* extras.",
+    ),
+    _Refusal(
+        _OIDC_GRANT | _OIDC_OPTIONS,
+        _NOTHING,
+        frozenset({ISSUER}),
+        f"is set but {ISSUER!r} is not.",
+        f"Add {ISSUER!r}, the issuer URL of the identity provider (e.g. https://iam.example.org/).",
+    ),
+    _Refusal(
+        frozenset({ISSUER, CLIENT_SECRET, REFRESH_TOKEN}),
+        _NOTHING,
+        frozenset({CLIENT_ID}),
+        f"is set but {CLIENT_ID!r} is not.",
+        f"Add {CLIENT_ID!r}, the OAuth2 client registered at the issuer.",
+    ),
+    _Refusal(
+        frozenset({CLIENT_ID}),
+        _NOTHING,
+        frozenset({CLIENT_SECRET, REFRESH_TOKEN}),
+        "has neither a client secret nor a refresh token with it.",
+        f"Add {CLIENT_SECRET!r} (a robot account) or {REFRESH_TOKEN!r} (a user's token, "
+        "e.g. from oidc-agent).",
+    ),
     _Refusal(
         _X509,
         frozenset({TOKEN}),
@@ -180,17 +234,23 @@ class CredentialSource:
     key_pem: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    oidc: OIDCSettings | None = None  # its repr hides the secret and the refresh token
+    storage_tokens: bool = False
 
     @property
     def inline_secrets(self) -> list[str]:
         """The secrets held in the connection itself (not in files)."""
-        values = (self.proxy_pem, self.key_pem, self.passphrase, self.token)
+        values = [self.proxy_pem, self.key_pem, self.passphrase, self.token]
+        if self.oidc is not None:
+            values += [self.oidc.client_secret, self.oidc.refresh_token]
         return [v for v in values if v]
 
     def load(self) -> tuple[Credentials, list[str]]:
         """The credential, and the private keys read from files (to be masked). Blocking."""
         if self.kind == "token":
             return Credentials.from_token(self.token or ""), []
+        if self.kind == "oidc" and self.oidc is not None:
+            return Credentials.from_oidc(self.oidc), []
         if self.kind == "proxy_pem":
             return Credentials.from_pem(proxy_pem=self.proxy_pem), []
         if self.kind == "proxy_file":
@@ -215,6 +275,8 @@ class CredentialSource:
         for path in (self.proxy_path, self.cert_path, self.key_path):
             parts.append(f"{path}@{_mtime(path)}" if path else "")
         parts += [self.proxy_pem or "", self.cert_pem or "", self.key_pem or "", self.token or ""]
+        # One OIDC credential key, one poller: a changed secret is adopted, not a new key.
+        parts.append(repr(self.oidc.key) if self.oidc is not None else "")
         if self.kind == "environment":
             parts += [os.environ.get(v, "") for v in ("X509_USER_PROXY", "X509_USER_CERT")]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()
@@ -249,7 +311,7 @@ class FTSConnectionSettings:
         endpoint, hostname = _endpoint(host, port)
         return cls(
             endpoint=endpoint,
-            credential=credential_source(password, extra),
+            credential=credential_source(password, extra, endpoint),
             verify=_boolean(extra, "verify", default=True),
             ca_path=extra.get("ca_path"),
             ca_file=extra.get("ca_file"),
@@ -283,22 +345,29 @@ class FTSConnectionSettings:
         return f"{self.endpoint}|{trust}|{self.credential.fingerprint()}"
 
 
-def credential_source(password: str | None, extra: Mapping[str, Any]) -> CredentialSource:
+def credential_source(
+    password: str | None, extra: Mapping[str, Any], endpoint: str | None = None
+) -> CredentialSource:
     """The credential a connection names: one row of :data:`CREDENTIAL_COMBINATIONS`.
 
     :param password: The connection's password field (a bearer token, if set).
     :param extra: The connection's extras, without empty values.
+    :param endpoint: ``https://host:port`` of FTS: the default audience of OIDC tokens.
     """
     token = password or extra.get(TOKEN)
     if password and extra.get(TOKEN) and password != extra[TOKEN]:
         raise FTSValidationError(
             f"extra {TOKEN!r}", "differs from the token in the password field.", "Keep one."
         )
-    present = frozenset(key for key in _X509 if key in extra) | ({TOKEN} if token else set())
-    kind = CREDENTIAL_COMBINATIONS.get(present - {PASSPHRASE})
-    if kind is None or (PASSPHRASE in present and kind != "certificate"):
+    present = frozenset(key for key in _CREDENTIAL_FIELDS if key in extra)
+    if STORAGE_TOKENS in present and not _boolean(extra, STORAGE_TOKENS, default=False):
+        present -= {STORAGE_TOKENS}  # storage_tokens=false is no option at all
+    present |= {TOKEN} if token else set()
+    kind = CREDENTIAL_COMBINATIONS.get(present - {PASSPHRASE} - _OIDC_OPTIONS)
+    options = present & ({PASSPHRASE} | _OIDC_OPTIONS)
+    if kind is None or not options <= _OPTIONS_OF.get(kind, frozenset()):
         raise _refusal(present)
-    text = {key: str(extra[key]) for key in present & _X509}
+    text = {key: str(extra[key]) for key in present & (_X509 | _OIDC)}
     return CredentialSource(
         kind,
         proxy_path=text.get(PROXY_FILE),
@@ -309,7 +378,36 @@ def credential_source(password: str | None, extra: Mapping[str, Any]) -> Credent
         key_pem=text.get(KEY_PEM),
         passphrase=text.get(PASSPHRASE),
         token=str(token) if token else None,
+        oidc=_oidc_settings(text, extra, endpoint) if kind == "oidc" else None,
+        storage_tokens=STORAGE_TOKENS in present,
     )
+
+
+_OPTIONS_OF: dict[str, frozenset[str]] = {
+    "certificate": frozenset({PASSPHRASE}),
+    "oidc": _OIDC_OPTIONS,
+}
+
+
+def _oidc_settings(
+    text: Mapping[str, str], extra: Mapping[str, Any], endpoint: str | None
+) -> OIDCSettings:
+    """The OIDC client of the connection; its audience defaults to the FTS endpoint."""
+    verify: bool | str = _boolean(extra, "verify", default=True)
+    if verify and text.get(OIDC_CA_FILE):
+        verify = text[OIDC_CA_FILE]
+    try:
+        return OIDCSettings(
+            issuer=text[ISSUER],
+            client_id=text[CLIENT_ID],
+            client_secret=text.get(CLIENT_SECRET),
+            refresh_token=text.get(REFRESH_TOKEN),
+            scope=text.get(SCOPE),
+            audience=text.get(AUDIENCE) or endpoint,
+            verify=verify,
+        )
+    except FTSCredentialError as error:  # the same check, named as the connection names it
+        raise FTSCredentialError(f"extra {error.field!r}", error.problem, error.fix) from None
 
 
 def _refusal(present: frozenset[str]) -> FTSValidationError:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -34,6 +34,9 @@ from airflow_provider_fts.client.certs import (
 )
 from airflow_provider_fts.client.errors import FTSCredentialError
 
+if TYPE_CHECKING:
+    from airflow_provider_fts.client.oidc import OIDCSettings, TokenSource
+
 __all__ = [
     "CERT_FILE",
     "CERT_PEM",
@@ -44,6 +47,7 @@ __all__ = [
     "PROXY_FILE",
     "PROXY_PEM",
     "Credentials",
+    "StaticToken",
     "Trust",
     "format_duration",
     "private_key_blocks",
@@ -141,12 +145,15 @@ class Credentials:
         chain: list[x509.Certificate] | None = None,
         private_key: PrivateKey | None = None,
         token: str | None = None,
+        bearer: StaticToken | TokenSource | None = None,
         field: str,
     ) -> None:
         self.kind = kind
         self.chain = chain or []
         self.private_key = private_key
         self.token = token
+        #: Where each request's bearer token comes from (None for X.509 credentials).
+        self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)
         self.field = field
 
     # -- constructors ------------------------------------------------------------------
@@ -221,6 +228,17 @@ class Credentials:
         if not token:
             raise FTSCredentialError("token", "the access token is empty.", "give a token.")
         return cls("token", token=token, field="token")
+
+    @classmethod
+    def from_oidc(cls, settings: OIDCSettings) -> Credentials:
+        """Tokens fetched from an OIDC issuer and renewed before they expire (no request yet).
+
+        The process shares one :class:`~.oidc.TokenSource` per credential key, so every
+        client of this credential asks the issuer once per token lifetime.
+        """
+        from airflow_provider_fts.client.oidc import token_source
+
+        return cls("token", bearer=token_source(settings), field="oidc_client_secret")
 
     @classmethod
     def from_environment(
@@ -354,6 +372,24 @@ class Credentials:
         return f"Credentials(kind={self.kind!r}, dn={self.dn!r}, not_after='{self.not_after}')"
 
     __str__ = __repr__
+
+
+class StaticToken:
+    """A token given as is (``access_token``): sent with every request, never renewed."""
+
+    renewable = False
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "StaticToken()"
+
+    def token(self) -> str:
+        return self._value
+
+    async def token_async(self, client: object = None) -> str:
+        return self._value
 
 
 @contextlib.contextmanager

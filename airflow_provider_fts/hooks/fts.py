@@ -23,6 +23,7 @@ from airflow_provider_fts.client.errors import (
     error_from_job_entry,
     is_job_error_entry,
 )
+from airflow_provider_fts.client.oidc import on_new_secret
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
     from airflow_provider_fts.client.poller import JobPoller
+    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
     from airflow_provider_fts.client.submission import Transfer
 
 
@@ -95,6 +97,7 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.client import FTSClient
 
         settings = self.settings
+        on_new_secret(mask_secret)  # every fetched token is masked before it is used
         credentials, file_keys = settings.credential.load()
         for key in file_keys:
             mask_secret(key)
@@ -105,6 +108,7 @@ class FTSHook(BaseHook):
             delegation_lifetime=settings.delegation.lifetime,
             renew_below=settings.delegation.renew_below,
             timeout=settings.client_timeout,
+            storage_tokens=_storage_token_minter(settings),
         )
 
     async def aget_poller(self) -> JobPoller:
@@ -123,6 +127,9 @@ class FTSHook(BaseHook):
     async def _new_poller(settings: FTSConnectionSettings) -> JobPoller:
         from airflow_provider_fts.client.poller import JobPoller
 
+        # Tokens are fetched inside the loop's tasks: the masker is told synchronously there
+        # (in the triggerer that only adds the mask locally, nothing blocks).
+        on_new_secret(mask_secret)
         credentials, file_keys = await asyncio.to_thread(settings.credential.load)
         for key in file_keys:
             await amask_secret(key)
@@ -131,7 +138,7 @@ class FTSHook(BaseHook):
             settings.endpoint,
             ssl_context=context,
             trust=settings.trust(),
-            token=credentials.token,
+            bearer=credentials.bearer,
             timeout=settings.timeout,
         )
 
@@ -270,6 +277,16 @@ class FTSHook(BaseHook):
             return True, f"Connected to {where}; {state}."
         except Exception as error:  # the contract: report, never raise
             return False, f"{type(error).__name__}: {error}"
+
+
+def _storage_token_minter(settings: FTSConnectionSettings) -> StorageTokenMinter | None:
+    """The minter of per-file storage tokens, when the connection asks for them."""
+    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
+
+    oidc = settings.credential.oidc
+    if not settings.credential.storage_tokens or oidc is None:
+        return None
+    return StorageTokenMinter(oidc)
 
 
 def _vo_names(identity: Mapping[str, Any]) -> str:
