@@ -19,12 +19,12 @@ from airflow_provider_fts.testing.environment import FTSTestPKI
 from airflow_provider_fts.testing.server import FTSEmulator
 from airflow_provider_fts.testing.tokens import TrustedIssuer
 from tests.airflow.conftest import EXAMPLE_DAGS  # noqa: F401  (AIRFLOW_HOME before Airflow)
-from tests.tokens.conftest import (  # noqa: F401  (fixtures, registered by import)
-    ROBOT_SECRET,
-    IdP,
-    fresh_token_sources,
-    idp,
-)
+from tests.tokens import conftest as idp_fixtures
+from tests.tokens.conftest import ROBOT_SECRET, IdP
+
+# The IdP's fixtures, registered here by name (pytest finds fixtures in conftest globals).
+idp = idp_fixtures.idp
+fresh_token_sources = idp_fixtures.fresh_token_sources
 
 
 @pytest.fixture(scope="session")
