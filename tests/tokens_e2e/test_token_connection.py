@@ -81,7 +81,7 @@ def test_a_token_expiring_mid_dag_is_renewed_once_per_lifetime_not_per_call(
     started, calls = time.monotonic(), 0
 
     while time.monotonic() - started < 2.2 * SHORT_TTL:  # tasks of a DAG, each its own hook
-        assert FTSHook().get_job(job_id)["user_dn"] == "fts-robot"
+        assert FTSHook().get_job(job_id)["user_dn"] == "fts-robot-short"
         calls += 1
         time.sleep(0.25)
 
