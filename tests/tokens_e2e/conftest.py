@@ -9,6 +9,7 @@ its own ``https://host:port``, which is also the connection's default ``oidc_aud
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,6 +80,13 @@ def oidc_connection(
         return extra
 
     return define
+
+
+def slow_clock(factor: float = 10.0) -> Callable[[], float]:
+    """A client clock running ``factor`` times slower than the server's: a token the client
+    believes valid is expired for FTS, which then ignores it (answers as for anonymous)."""
+    origin = time.time()
+    return lambda: origin + (time.time() - origin) / factor
 
 
 class FetchedSecrets(list):

@@ -16,6 +16,7 @@ from airflow_provider_fts.client.oidc import OIDCSettings, jwt_claims, token_sou
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.tokens import token_id
 from tests.tokens.conftest import SHORT_TTL
+from tests.tokens_e2e.conftest import slow_clock
 
 
 def transfer(name: str, src_dir: str = "in", dst_dir: str = "out", dst="dst.example") -> dict:
@@ -90,13 +91,6 @@ def test_a_token_expiring_mid_dag_is_renewed_once_per_lifetime_not_per_call(
     # Renewed at half its lifetime (the margin is capped there): never per call.
     assert 3 <= fetched <= elapsed / (SHORT_TTL / 2) + 2
     assert calls > 5 * fetched
-
-
-def slow_clock(factor: float = 10.0):
-    """A client clock running ``factor`` times slower than the server's: a token the client
-    believes valid is expired for FTS, which then ignores it (answers as for anonymous)."""
-    origin = time.time()
-    return lambda: origin + (time.time() - origin) / factor
 
 
 def short_settings(hook: FTSHook) -> OIDCSettings:

@@ -14,11 +14,13 @@ import time
 
 import pytest
 
+from airflow_provider_fts.client.oidc import token_source
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
 from tests.reliability.conftest import load_example_dag
 from tests.reliability.test_secrets import prepare, secret_lines, stored_outputs, task_log_files
 from tests.tokens.conftest import ROBOT_SECRET, SHORT_TTL
+from tests.tokens_e2e.conftest import slow_clock
 
 WAIT = 1.5 * SHORT_TTL  # the transfer outlasts a token
 
@@ -44,6 +46,27 @@ def test_the_trigger_renews_a_token_that_expires_while_it_waits(oidc_connection,
     assert waited > SHORT_TTL  # the first token expired during the wait ...
     # ... and was renewed in time (at half its lifetime), not once per poll.
     assert 2 <= idp.token_requests() <= waited / (SHORT_TTL / 2) + 1
+
+
+def test_the_poller_renews_an_ignored_token_once_in_the_loop(oidc_connection, token_emulator, idp):
+    oidc_connection(oidc_client_id="fts-robot-short")
+    hook = FTSHook()
+    token_source(hook.settings.credential.oidc, clock=slow_clock())  # the hook's source
+    transfer = {"sources": ["mock://src.example/p/f"], "destinations": ["mock://dst.example/p/f"]}
+    job_id = hook.submit_job([transfer])  # the token worked
+    time.sleep(SHORT_TTL + 1)  # expired for FTS, not for the slow client clock
+    token_emulator.reset_counts()
+    idp.reset_counts()
+
+    async def wait() -> list[dict]:
+        poller = await FTSHook().aget_poller()
+        return await poller.wait([job_id], interval=30)  # a second round would time out
+
+    records = asyncio.run(asyncio.wait_for(wait(), timeout=20))
+
+    assert records[0]["job_id"] == job_id
+    assert idp.token_requests() == 1  # renewed once
+    assert token_emulator.requests["GET /jobs/{id}"] == 2  # ignored (500), then answered
 
 
 @pytest.mark.parametrize("name", ["example_fts_replication", "example_fts_bulk_copy"])
