@@ -194,3 +194,17 @@ def idp_secret() -> str:
     from tests.tokens.conftest import ROBOT_SECRET
 
     return ROBOT_SECRET
+
+
+def test_a_users_refresh_token_connection_submits_as_the_user(oidc_connection, token_emulator, idp):
+    refresh_token = idp.user_refresh_token(resource=token_emulator.url)
+    oidc_connection(
+        oidc_client_id="fts-user", oidc_client_secret=None, oidc_refresh_token=refresh_token
+    )
+    hook = FTSHook()
+
+    job_id = hook.submit_job([transfer("user-1")], sid="user-submit")
+
+    assert hook.whoami()["user_dn"] == "test-user"
+    assert hook.get_job(job_id)["user_dn"] == "test-user"
+    assert idp.token_requests() == 1
