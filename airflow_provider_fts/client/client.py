@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from airflow_provider_fts.client import protocol
+from airflow_provider_fts.client.bearer import token_ignored_error
 from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.client.delegation import (
     DEFAULT_DELEGATION_LIFETIME,
@@ -31,14 +32,18 @@ from airflow_provider_fts.client.errors import (
     BadRequest,
     Conflict,
     FTSConnectionError,
-    FTSCredentialError,
     FTSError,
     FTSValidationError,
     NeedsDelegation,
     NotFound,
     TryAgain,
 )
-from airflow_provider_fts.client.protocol import check_id, files_params
+from airflow_provider_fts.client.protocol import (
+    DEFAULT_PORT,
+    check_id,
+    files_params,
+    normalise_endpoint,
+)
 from airflow_provider_fts.client.submission import (
     BASE_ID,
     JobParams,
@@ -56,57 +61,8 @@ __all__ = ["DEFAULT_PORT", "FTSClient", "normalise_endpoint"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULT_PORT = 8446
 #: What FTS answers a delegation that lost a race with another one for the same id.
 _DELEGATION_RACE = ("does not match the stored", "No credential cache found")
-
-
-def normalise_endpoint(endpoint: str, *, port: int | None = None, field: str = "endpoint") -> str:
-    """``host``, ``host:port`` or ``https://host[:port]`` -> ``https://host:port``.
-
-    ``port`` applies when the endpoint names none; ``field`` is the name errors give
-    the endpoint (a connection calls it ``host``).
-    """
-    text = (endpoint or "").strip().rstrip("/")
-    if not text:
-        raise FTSValidationError(
-            field, "is empty.", "Give the FTS REST endpoint, e.g. https://fts3.example.org:8446."
-        )
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    if parts.scheme != "https" or not parts.hostname:
-        raise FTSValidationError(
-            field,
-            f"{endpoint!r} is not an https URL of an FTS REST server.",
-            "Use https://<host>:8446 (FTS REST speaks HTTPS only).",
-        )
-    if parts.path not in ("", "/"):
-        raise FTSValidationError(
-            field,
-            f"{endpoint!r} has a path ({parts.path}).",
-            "Give only the scheme, host and port, e.g. https://fts3.example.org:8446.",
-        )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}:{parts.port or port or DEFAULT_PORT}"
-
-
-def _token_ignored(credentials: Credentials) -> FTSCredentialError:
-    """FTS answered as for an anonymous user: it ignored our token (it never says why)."""
-    if credentials.field == "token":
-        return FTSCredentialError(
-            "access_token",
-            "FTS ignored the token: it is expired, of an issuer FTS does not trust, or of "
-            "another audience.",
-            "Store a fresh token, or let the provider fetch them (the oidc_* extras).",
-        )
-    return FTSCredentialError(
-        "oidc_audience",
-        "FTS ignored the token fetched from the issuer: its audience is not one FTS "
-        "accepts, or FTS does not trust the issuer.",
-        "Set oidc_audience to an audience in the server's AuthorizedAudiences (default: the "
-        "endpoint URL), and ask the FTS admins to trust oidc_issuer.",
-    )
 
 
 class FTSClient:
@@ -192,7 +148,7 @@ class FTSClient:
                 self.credentials.check_usable("status")
                 identity = self._get("/whoami")
                 if self.uses_token and identity.get("method") == "unauthenticated":
-                    raise _token_ignored(self.credentials)
+                    raise token_ignored_error(self.credentials.field)
                 self._whoami = identity
             return self._whoami
 

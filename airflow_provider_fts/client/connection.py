@@ -3,8 +3,8 @@
 A connection is a host, a port, a password and a dict of extras, wherever it comes from
 (an Airflow connection, a config file). :meth:`FTSConnectionSettings.from_connection`
 checks every field and reports a mistake by name with its fix, before any request.
-The credential is one of a fixed set of field combinations (:data:`CREDENTIAL_COMBINATIONS`);
-any other combination is refused with the rule it breaks.
+The credential is one of a fixed set of field combinations (:data:`CREDENTIAL_COMBINATIONS`,
+in :mod:`.credential_table`); any other combination is refused with the rule it breaks.
 """
 
 from __future__ import annotations
@@ -14,8 +14,24 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_fts.client.credential_table import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CREDENTIAL_COMBINATIONS,
+    CREDENTIAL_FIELDS,
+    ISSUER,
+    OIDC_CA_FILE,
+    PASSPHRASE,
+    REFRESH_TOKEN,
+    SCOPE,
+    STORAGE_TOKENS,
+    TOKEN,
+    Kind,
+    credential_kind,
+)
 from airflow_provider_fts.client.credentials import (
     CERT_FILE,
     CERT_PEM,
@@ -53,166 +69,9 @@ MONITORING_URL = "https://{host}:8449/fts3/ftsmon/#/job/{{job_id}}"
 DEFAULT_TIMEOUT = 60.0
 MAX_CONNECT_TIMEOUT = 10.0
 
-TOKEN = "access_token"
-PASSPHRASE = "x509_key_passphrase"
-# OIDC: the provider fetches and renews its own tokens (names fixed by issue 10).
-ISSUER = "oidc_issuer"
-CLIENT_ID = "oidc_client_id"
-CLIENT_SECRET = "oidc_client_secret"
-REFRESH_TOKEN = "oidc_refresh_token"
-SCOPE = "oidc_scope"
-AUDIENCE = "oidc_audience"
-OIDC_CA_FILE = "oidc_ca_file"
-STORAGE_TOKENS = "storage_tokens"
-
 #: Fields renamed before 0.1.0: Airflow hid the path in ``x509_proxy`` (its name holds
 #: "proxy"), and showed the key in ``x509_key_pem`` (no sensitive word in its name).
 RENAMED_FIELDS = {"x509_proxy": PROXY_FILE, "x509_key_pem": KEY_PEM}
-
-Kind = Literal["token", "oidc", "proxy_file", "proxy_pem", "certificate", "environment"]
-
-#: Every allowed set of credential fields (besides the passphrase) and what it makes.
-CREDENTIAL_COMBINATIONS: dict[frozenset[str], Kind] = {
-    frozenset({TOKEN}): "token",
-    frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET}): "oidc",  # a robot: client credentials
-    frozenset({ISSUER, CLIENT_ID, REFRESH_TOKEN}): "oidc",  # a user, public client
-    frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN}): "oidc",  # e.g. oidc-agent
-    frozenset({PROXY_FILE}): "proxy_file",
-    frozenset({PROXY_PEM}): "proxy_pem",
-    frozenset({CERT_FILE, KEY_FILE}): "certificate",
-    frozenset({CERT_FILE}): "certificate",  # the key in the same file
-    frozenset({CERT_PEM, KEY_PEM}): "certificate",
-    frozenset({CERT_FILE, KEY_PEM}): "certificate",
-    frozenset({CERT_PEM, KEY_FILE}): "certificate",
-    frozenset(): "environment",  # X509_USER_PROXY, /tmp/x509up_u<uid>, X509_USER_CERT
-}
-
-_PROXIES = frozenset({PROXY_FILE, PROXY_PEM})
-_CERTS = frozenset({CERT_FILE, CERT_PEM})
-_KEYS = frozenset({KEY_FILE, KEY_PEM})
-_X509 = _PROXIES | _CERTS | _KEYS | {PASSPHRASE}
-_OIDC_GRANT = frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN})
-#: Options of an OIDC credential, allowed only with one (as the passphrase with a key).
-_OIDC_OPTIONS = frozenset({SCOPE, AUDIENCE, OIDC_CA_FILE, STORAGE_TOKENS})
-_OIDC = _OIDC_GRANT | _OIDC_OPTIONS
-_CREDENTIAL_FIELDS = _X509 | _OIDC
-
-
-@dataclass(frozen=True)
-class _Refusal:
-    """A rule broken by a combination: ``named`` (the field blamed) with ``others``
-    (any of them; empty: no condition) and without any of ``missing``."""
-
-    named: frozenset[str]
-    others: frozenset[str]
-    missing: frozenset[str]
-    problem: str
-    fix: str
-
-    def blames(self, present: frozenset[str]) -> str | None:
-        blamed = sorted(self.named & present)
-        if not blamed or (self.others and not self.others & present):
-            return None
-        return None if self.missing & present else blamed[0]
-
-
-_NOTHING: frozenset[str] = frozenset()
-_ONE_OR_OTHER = "Give it as a path or as PEM text, not both."
-# Checked in order on a combination that CREDENTIAL_COMBINATIONS does not hold.
-_REFUSALS = (
-    _Refusal(
-        _OIDC,
-        frozenset({TOKEN}),
-        _NOTHING,
-        "is set together with a static access token; a connection uses one credential.",
-        f"Remove {TOKEN!r} (OIDC tokens are fetched and renewed for you) or the oidc_* extras.",
-    ),
-    _Refusal(
-        _OIDC,
-        _X509,
-        _NOTHING,
-        "is set together with X.509 extras; a connection uses one credential.",
-        "Remove the X.509 extras (a token needs no proxy) or the oidc_* extras.",
-    ),
-    _Refusal(
-        _OIDC_GRANT | _OIDC_OPTIONS,
-        _NOTHING,
-        frozenset({ISSUER}),
-        f"is set but {ISSUER!r} is not.",
-        f"Add {ISSUER!r}, the issuer URL of the identity provider (e.g. https://iam.example.org/).",
-    ),
-    _Refusal(
-        frozenset({ISSUER, CLIENT_SECRET, REFRESH_TOKEN}),
-        _NOTHING,
-        frozenset({CLIENT_ID}),
-        f"is set but {CLIENT_ID!r} is not.",
-        f"Add {CLIENT_ID!r}, the OAuth2 client registered at the issuer.",
-    ),
-    _Refusal(
-        frozenset({CLIENT_ID}),
-        _NOTHING,
-        frozenset({CLIENT_SECRET, REFRESH_TOKEN}),
-        "has neither a client secret nor a refresh token with it.",
-        f"Add {CLIENT_SECRET!r} (a robot account) or {REFRESH_TOKEN!r} (a user's token, "
-        "e.g. from oidc-agent).",
-    ),
-    _Refusal(
-        _X509,
-        frozenset({TOKEN}),
-        _NOTHING,
-        "is set together with an access token; FTS would use the token only.",
-        "Remove the X.509 extras or the token.",
-    ),
-    _Refusal(
-        frozenset({PROXY_PEM}),
-        frozenset({PROXY_FILE}),
-        _NOTHING,
-        f"is set together with {PROXY_FILE!r}.",
-        _ONE_OR_OTHER,
-    ),
-    _Refusal(
-        _CERTS | _KEYS,
-        _PROXIES,
-        _NOTHING,
-        "is set together with a proxy; a connection uses one credential.",
-        "Keep either the proxy or the certificate and key.",
-    ),
-    _Refusal(
-        frozenset({PASSPHRASE}),
-        _PROXIES,
-        _NOTHING,
-        "is set together with a proxy, whose key is never encrypted.",
-        "Remove the passphrase.",
-    ),
-    _Refusal(
-        frozenset({CERT_PEM}),
-        frozenset({CERT_FILE}),
-        _NOTHING,
-        f"is set together with {CERT_FILE!r}.",
-        _ONE_OR_OTHER,
-    ),
-    _Refusal(
-        frozenset({KEY_PEM}),
-        frozenset({KEY_FILE}),
-        _NOTHING,
-        f"is set together with {KEY_FILE!r}.",
-        _ONE_OR_OTHER,
-    ),
-    _Refusal(
-        _KEYS | {PASSPHRASE},
-        _NOTHING,
-        _CERTS,
-        "is set but no certificate is.",
-        f"Add {CERT_FILE!r} (a path) or {CERT_PEM!r} (the PEM text).",
-    ),
-    _Refusal(
-        frozenset({CERT_PEM}),
-        _NOTHING,
-        _KEYS,
-        "has no private key with it (pasted keys go in their own, masked field).",
-        f"Add {KEY_PEM!r} (the key's PEM text) or {KEY_FILE!r} (its path).",
-    ),
-)
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
@@ -359,15 +218,12 @@ def credential_source(
         raise FTSValidationError(
             f"extra {TOKEN!r}", "differs from the token in the password field.", "Keep one."
         )
-    present = frozenset(key for key in _CREDENTIAL_FIELDS if key in extra)
+    present = frozenset(key for key in CREDENTIAL_FIELDS if key in extra)
     if STORAGE_TOKENS in present and not _boolean(extra, STORAGE_TOKENS, default=False):
         present -= {STORAGE_TOKENS}  # storage_tokens=false is no option at all
     present |= {TOKEN} if token else set()
-    kind = CREDENTIAL_COMBINATIONS.get(present - {PASSPHRASE} - _OIDC_OPTIONS)
-    options = present & ({PASSPHRASE} | _OIDC_OPTIONS)
-    if kind is None or not options <= _OPTIONS_OF.get(kind, frozenset()):
-        raise _refusal(present)
-    text = {key: str(extra[key]) for key in present & (_X509 | _OIDC)}
+    kind = credential_kind(present)
+    text = {key: str(extra[key]) for key in present - {TOKEN}}
     return CredentialSource(
         kind,
         proxy_path=text.get(PROXY_FILE),
@@ -381,12 +237,6 @@ def credential_source(
         oidc=_oidc_settings(text, extra, endpoint) if kind == "oidc" else None,
         storage_tokens=STORAGE_TOKENS in present,
     )
-
-
-_OPTIONS_OF: dict[str, frozenset[str]] = {
-    "certificate": frozenset({PASSPHRASE}),
-    "oidc": _OIDC_OPTIONS,
-}
 
 
 def _oidc_settings(
@@ -408,15 +258,6 @@ def _oidc_settings(
         )
     except FTSCredentialError as error:  # the same check, named as the connection names it
         raise FTSCredentialError(f"extra {error.field!r}", error.problem, error.fix) from None
-
-
-def _refusal(present: frozenset[str]) -> FTSValidationError:
-    for rule in _REFUSALS:
-        blamed = rule.blames(present)
-        if blamed:
-            return FTSValidationError(f"extra {blamed!r}", rule.problem, rule.fix)
-    # Unreachable while _REFUSALS covers every combination the table lacks (a test checks).
-    raise AssertionError(f"no rule refuses {sorted(present)}")
 
 
 def _without_private_key(cert_pem: str | None) -> str | None:
@@ -451,7 +292,7 @@ def _reject_unknown_keys(extra: Mapping[str, Any]) -> None:
 
 def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
     """``https://host:port`` and the bare host name, from a host with or without a scheme."""
-    from airflow_provider_fts.client.client import normalise_endpoint
+    from airflow_provider_fts.client.protocol import normalise_endpoint
 
     # Airflow 3.3.1 gives 0 for an empty port.
     endpoint = normalise_endpoint(host or "", port=port or None, field="host")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from airflow_provider_fts.client.bearer import StaticToken
 from airflow_provider_fts.client.certs import (
     PrivateKey,
     chain_not_after,
@@ -47,7 +48,6 @@ __all__ = [
     "PROXY_FILE",
     "PROXY_PEM",
     "Credentials",
-    "StaticToken",
     "Trust",
     "format_duration",
     "private_key_blocks",
@@ -372,24 +372,6 @@ class Credentials:
         return f"Credentials(kind={self.kind!r}, dn={self.dn!r}, not_after='{self.not_after}')"
 
     __str__ = __repr__
-
-
-class StaticToken:
-    """A token given as is (``access_token``): sent with every request, never renewed."""
-
-    renewable = False
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def __repr__(self) -> str:
-        return "StaticToken()"
-
-    def token(self) -> str:
-        return self._value
-
-    async def token_async(self, client: object = None) -> str:
-        return self._value
 
 
 @contextlib.contextmanager

@@ -24,14 +24,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from airflow_provider_fts.client import protocol
-from airflow_provider_fts.client.credentials import StaticToken, Trust
+from airflow_provider_fts.client.bearer import Bearer, StaticToken, accepted, renew_after
+from airflow_provider_fts.client.credentials import Trust
 from airflow_provider_fts.client.errors import FTSConnectionError, FTSError, error_from_response
-from airflow_provider_fts.client.oidc_wire import is_anonymous_answer
 
 if TYPE_CHECKING:
     import ssl
-
-    from airflow_provider_fts.client.oidc import TokenSource
 
 __all__ = ["JobPoller", "shared_poller"]
 
@@ -84,7 +82,7 @@ class JobPoller:
         token: str | None = None,
         trust: Trust | None = None,
         timeout: float = 60.0,
-        bearer: StaticToken | TokenSource | None = None,
+        bearer: Bearer | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)
@@ -207,15 +205,13 @@ class JobPoller:
         bearer = self.bearer
         token = await bearer.token_async() if bearer is not None else None
         response = await self._request(request, token)
-        if token is not None and bearer is not None and bearer.renewable:
-            if bearer.worked and is_anonymous_answer(  # type: ignore[union-attr]
-                request.method, request.path, response.status_code, _json(response)
-            ):
-                log.warning("FTS ignored the access token; renewing it once")
-                renewed = await bearer.renew_async(token)  # type: ignore[union-attr]
-                response = await self._request(request, renewed)
-            elif response.status_code < 300:
-                bearer.worked = True  # type: ignore[union-attr]
+        status, method, path = response.status_code, request.method, request.path
+        if renew_after(bearer, token, method, path, status, _json(response)):
+            log.warning("FTS %s %s: the access token was ignored; renewing it once", method, path)
+            renewed = await bearer.renew_async(token)  # type: ignore[union-attr]
+            response = await self._request(request, renewed)
+        elif status < 300:
+            accepted(bearer)
         return self._decode(request, response)
 
     async def _request(self, request: protocol.Request, token: str | None) -> httpx.Response:

@@ -16,19 +16,19 @@ import random
 import ssl
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_fts.client.credentials import StaticToken, Trust
+from airflow_provider_fts.client.bearer import Bearer, StaticToken, accepted, renew_after
+from airflow_provider_fts.client.credentials import Trust
 from airflow_provider_fts.client.errors import (
     FTSConnectionError,
     FTSHTTPError,
     error_from_response,
 )
-from airflow_provider_fts.client.oidc_wire import is_anonymous_answer
 from airflow_provider_fts.client.protocol import (
     Request,
     certificate_error,
@@ -36,9 +36,6 @@ from airflow_provider_fts.client.protocol import (
     request_headers,
     with_query,
 )
-
-if TYPE_CHECKING:
-    from airflow_provider_fts.client.oidc import TokenSource
 
 __all__ = ["RetryPolicy", "Transport"]
 
@@ -106,7 +103,7 @@ class Transport:
         *,
         trust: Trust | None = None,
         token: str | None = None,
-        bearer: StaticToken | TokenSource | None = None,
+        bearer: Bearer | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
@@ -162,29 +159,17 @@ class Transport:
         try:
             answer = self._attempts(method, path, token, **send)
         except FTSHTTPError as error:
-            if not self._ignored(token, method, path, error.status, {"message": error.message}):
+            body = {"message": error.message}
+            if not renew_after(self.bearer, token, method, path, error.status, body):
                 raise
         else:
-            if not self._ignored(token, method, path, 200, answer):
-                self._accepted()
+            if not renew_after(self.bearer, token, method, path, 200, answer):
+                accepted(self.bearer)
                 return answer
-        # FTS ignored a token it accepted before (expired early, revoked key, clock skew).
-        # Every such answer is a refusal (nothing was done), so resending is safe even for
-        # a submission; once, with a renewed token, never more.
+        # FTS ignored a token it accepted before (expired early, clock skew): once only.
         log.warning("FTS %s %s: the access token was ignored; renewing it once", method, path)
         renewed = self.bearer.renew(token)  # type: ignore[union-attr]
         return self._attempts(method, path, renewed, **send)
-
-    def _ignored(self, token: str | None, method: str, path: str, status: int, body: Any) -> bool:
-        """Whether FTS answered as for an anonymous user to a token that worked before."""
-        bearer = self.bearer
-        if token is None or bearer is None or not bearer.renewable or not bearer.worked:
-            return False
-        return is_anonymous_answer(method, path, status, body)
-
-    def _accepted(self) -> None:
-        if self.bearer is not None and self.bearer.renewable:
-            self.bearer.worked = True  # type: ignore[union-attr]
 
     def _attempts(
         self,
