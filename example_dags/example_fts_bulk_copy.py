@@ -1,19 +1,17 @@
-"""Retry-managed bulk copy: thousands of files in jobs of 200, then a second pass that
-resubmits only the files worth retrying.
+"""Retry-managed bulk copy: thousands of files in jobs of 200, failures retried by Airflow.
 
 1. ``plan`` reads the manifest (one ``source destination`` pair per line) and cuts it into
    batches of :data:`BATCH_SIZE`.
-2. ``copy`` is mapped over the batches: one FTS job per batch, each its own task instance,
-   so an Airflow retry of one batch never touches the others (and never submits twice).
-3. ``wait`` is mapped over the job ids: deferrable sensors, so a thousand waiting jobs hold
-   no worker slot. ``allow_partial=True`` lets a FINISHEDDIRTY job (some files failed)
-   succeed; a FAILED job (every file of the batch failed) still fails its sensor, which
-   is the truth. Either way the sensor publishes its summary (XCom ``fts_summary``).
-4. ``retry_plan`` runs once every sensor is done, failed or not (``trigger_rule=all_done``),
-   reads those summaries and keeps the failed files FTS marked recoverable (timeouts,
-   overloaded storage); a permanent error (no permission, no such file) is not retried.
-5. ``second_pass`` resubmits only those, with more retries and a delay, and waits.
-6. ``report`` fails the run, naming each file, if any file did not end up copied.
+2. ``copy`` is mapped over the batches: one FTS job per batch, each its own task instance
+   that submits and waits (deferred, so a thousand waiting jobs hold no worker slot). It is
+   the unit Airflow retries: when files fail that FTS marks recoverable (timeouts,
+   overloaded storage), the task fails *retryably*, and after ``retry_delay`` the next
+   try resubmits only the files no earlier job finished. A permanent error (no
+   permission, no such file) is never resent; once only those are left, the task fails
+   without retrying. Every try publishes its summary (XCom ``fts_summary``), which also
+   names the permanent failures of earlier tries.
+3. ``report`` runs once every batch is done, failed or not (``trigger_rule=all_done``), and
+   fails the run, naming each file, if any file did not end up copied.
 
 Why "copy" and not "move": FTS has no job that deletes the sources after a verified copy
 (deletion jobs are refused with 405 since FTS 3.12.3), and this DAG does not pretend to.
@@ -25,21 +23,22 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
-from airflow_provider_fts.sensors.fts import FTSJobSensor
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 POLL_SECONDS = float(os.environ.get("FTS_EXAMPLE_POLL_SECONDS", "60"))
-FIRST_PASS = {"verify_checksum": "both", "overwrite": True, "retry": 1}
+#: FTS retries a transient failure inside the job first (``retry``); what still fails is
+#: left to Airflow's retries, ``RETRY_DELAY_SECONDS`` later.
+JOB_PARAMS = {"verify_checksum": "both", "overwrite": True, "retry": 1}
+AIRFLOW_RETRIES = 3
 RETRY_DELAY_SECONDS = int(os.environ.get("FTS_EXAMPLE_RETRY_DELAY_SECONDS", "300"))
-SECOND_PASS = {**FIRST_PASS, "retry": 3, "retry_delay": RETRY_DELAY_SECONDS}
 
 
 def batches_of(pairs: list[list[str]]) -> list[list[list[str]]]:
@@ -65,27 +64,29 @@ def plan() -> list[list[list[str]]]:
 
 
 @task(trigger_rule="all_done")
-def retry_plan() -> list[list[list[str]]]:
-    """The recoverable failures of the first pass, in batches (none: no second pass)."""
-    failed = [f for summary in summaries_of("wait") for f in summary["failed_files"]]
-    return batches_of([[f["source"], f["destination"]] for f in failed if f["recoverable"]])
-
-
-@task(trigger_rule="all_done")
 def report(batches: list[list[list[str]]]) -> list[str]:
     """The sources now safe to delete (copied, checksums verified); fail, naming every
-    file that was not copied, unless that is all of them."""
-    first, second = summaries_of("wait"), summaries_of("second_pass")
-    retried = {f["destination"] for s in first for f in s["failed_files"] if f["recoverable"]}
-    lost = [f for s in first for f in s["failed_files"] if f["destination"] not in retried]
-    lost += [f for s in second for f in s["failed_files"]]
-    sources = [source for batch in batches for source, _ in batch]
-    copied = sum(s["file_states"].get("FINISHED", 0) for s in first + second)
+    file that was not copied.
+
+    The last try of each batch summarizes it whole: its failed files include the
+    permanent failures of earlier tries, and every other file of the batch FINISHED.
+    """
+    summaries = summaries_of("copy")
+    if len(summaries) != len(batches):
+        raise AirflowFailException(
+            f"Only {len(summaries)} of {len(batches)} batches reported an outcome; "
+            "see the failed copy tasks."
+        )
+    lost = [f for summary in summaries for f in summary["failed_files"]]
     for failed in lost:
         log.error("Not copied: %(source)s -> %(destination)s: %(reason)s", failed)
-    if lost or copied != len(sources):
-        raise AirflowFailException(f"Copied {copied} of {len(sources)} files; {len(lost)} failed.")
-    log.info("All %d files copied and verified at both ends.", copied)
+    not_copied = {f["source"] for f in lost}
+    sources = [source for batch in batches for source, _ in batch]
+    if lost:
+        raise AirflowFailException(
+            f"Copied {len(sources) - len(not_copied)} of {len(sources)} files."
+        )
+    log.info("All %d files copied and verified at both ends.", len(sources))
     return sources
 
 
@@ -98,19 +99,13 @@ with DAG(
 ) as dag:
     batches = plan()
     copy = FTSSubmitOperator.partial(
-        task_id="copy", job_params=FIRST_PASS, max_files_per_job=BATCH_SIZE
-    ).expand(transfers=batches)
-    wait = FTSJobSensor.partial(
-        task_id="wait", allow_partial=True, deferrable=True, poke_interval=POLL_SECONDS
-    ).expand(job_id=copy.output)
-    retries = retry_plan()
-    second_pass = FTSSubmitOperator.partial(
-        task_id="second_pass",
-        job_params=SECOND_PASS,
+        task_id="copy",
+        job_params=JOB_PARAMS,
         max_files_per_job=BATCH_SIZE,
         wait_for_completion=True,
         deferrable=True,
         poll_interval=POLL_SECONDS,
-    ).expand(transfers=retries)
-    wait >> retries
-    second_pass >> report(batches)
+        retries=AIRFLOW_RETRIES,
+        retry_delay=timedelta(seconds=RETRY_DELAY_SECONDS),
+    ).expand(transfers=batches)
+    copy >> report(batches)

@@ -17,7 +17,7 @@ import pytest
 def airflow_db() -> None:
     """The Airflow metadata DB that ``dag.test()`` records runs, XComs and templates in.
 
-    Its AIRFLOW_HOME is the one ``tests/airflow/conftest.py`` sets before Airflow loads.
+    Its AIRFLOW_HOME is the one ``tests.airflow_env.isolate_airflow`` sets before Airflow loads.
     """
     airflow_cli = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow_cli), "db", "migrate"], check=True, capture_output=True)

@@ -10,8 +10,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-__all__ = ["FileState", "JobState", "summarize_jobs"]
+__all__ = [
+    "FileState",
+    "JobState",
+    "all_terminal",
+    "progress_line",
+    "stored_url_key",
+    "summarize_jobs",
+]
 
 
 class JobState(StrEnum):
@@ -152,3 +160,36 @@ def _failed_file(job: Mapping[str, Any], record: Mapping[str, Any], state: str) 
         "reason": record.get("reason") or "",
         "recoverable": bool(recoverable),
     }
+
+
+def all_terminal(summary: Mapping[str, Any]) -> bool:
+    """Whether every job of a :func:`summarize_jobs` summary has ended."""
+    return all(JobState.parse(s).is_terminal for s in summary["job_states"].values())
+
+
+def progress_line(summary: Mapping[str, Any]) -> str:
+    """One log line per poll: files done of total, bytes, throughput."""
+    states = summary["file_states"]
+    done = sum(n for state, n in states.items() if FileState.parse(state).is_terminal)
+    throughput = summary["throughput_mib_s"]
+    rate = f", {throughput} MiB/s" if throughput is not None else ""
+    jobs = ", ".join(f"{j[:8]} {s}" for j, s in summary["job_states"].items())
+    return (
+        f"FTS: {done}/{summary['files']} files done ({summary['bytes']} bytes{rate}); "
+        f"{len(summary['failed_files'])} failed; jobs: {jobs}"
+    )
+
+
+def stored_url_key(url: str) -> str:
+    """``url`` the way FTS stores it, to compare a submitted URL with a file record's.
+
+    For a staging job the server appends ``activity=<name>`` to ``root://`` URLs (EOS-CTA
+    wants it; REFERENCE section 2.8), so a stored ``root://`` URL never equals the one
+    submitted. Both sides are compared without their ``activity`` parameters, with the
+    query re-encoded the way the server does; other schemes are stored as submitted.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "root" or not parts.query:
+        return url
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "activity"]
+    return parts._replace(query=urlencode(query)).geturl()

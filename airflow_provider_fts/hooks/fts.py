@@ -18,25 +18,17 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
 from airflow_provider_fts.client.connection import FTSConnectionSettings
-from airflow_provider_fts.client.errors import (
-    NotFound,
-    error_from_job_entry,
-    is_job_error_entry,
-)
+from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
 from airflow_provider_fts.client.oidc import on_new_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
     from airflow_provider_fts.client.poller import JobPoller
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
     from airflow_provider_fts.client.submission import Transfer
-
-
-def _is_not_found(entry: dict) -> bool:
-    return is_job_error_entry(entry) and isinstance(error_from_job_entry(entry), NotFound)
 
 
 def _without_query(url: str) -> str:
@@ -277,6 +269,56 @@ class FTSHook(BaseHook):
             return True, f"Connected to {where}; {state}."
         except Exception as error:  # the contract: report, never raise
             return False, f"{type(error).__name__}: {error}"
+
+    # -- job status: the one path the operator, the sensor and the trigger's callers share --
+    # (kept apart from the client-delegating methods above; the trigger reads the same
+    # records through the shared async poller and summarizes them the same way)
+
+    def get_summary(self, job_ids: Sequence[str]) -> dict[str, Any]:
+        """The current summary of the jobs, in one request per 100 jobs.
+
+        Jobs FTS already purged to its archive are read from there: a lost job is not a
+        failure. A job in neither place raises its error (``NotFound``).
+
+        :param job_ids: The FTS job ids.
+        """
+        from airflow_provider_fts.client.states import summarize_jobs
+
+        records = self.get_jobs_or_archived(list(job_ids), files=True)
+        for record in records:
+            if is_job_error_entry(record):
+                raise error_from_job_entry(record)
+        return summarize_jobs(records)
+
+    def wait_for_jobs(
+        self,
+        job_ids: Sequence[str],
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until every job has ended; return the final summary (blocking).
+
+        :param job_ids: The FTS job ids.
+        :param poll_interval: Seconds between polls.
+        :param timeout: Longest wait in seconds (None: no limit); then ``TimeoutError``,
+            and the jobs keep running.
+        :param on_poll: Called with each summary (e.g. to log a progress line).
+        """
+        import time
+
+        from airflow_provider_fts.client.states import all_terminal
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            summary = self.get_summary(job_ids)
+            if on_poll is not None:
+                on_poll(summary)
+            if all_terminal(summary):
+                return summary
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"FTS jobs {list(job_ids)} still running after {timeout} s")
+            time.sleep(poll_interval)
 
 
 def _storage_token_minter(settings: FTSConnectionSettings) -> StorageTokenMinter | None:

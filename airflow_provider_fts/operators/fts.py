@@ -3,9 +3,10 @@
 Each job gets a deterministic id (FTS ``sid``) derived from the DAG, task, run, map index,
 try number and chunk. A retry computes the ids of the earlier tries locally and looks
 them all up in one request: an active job is reconnected to, a FINISHED one is the
-answer, and only a FAILED or CANCELED one leads to a new job, for the files that did not
-finish. So neither an Airflow retry nor a crash between the submit and the XCom push
-creates a duplicate job. A job FTS already purged to its archive (a task cleared days
+answer, and only a FAILED, FINISHEDDIRTY or CANCELED one leads to a new job, for the files
+that no job finished and that are worth sending again (a failure FTS deems not recoverable
+is never resent). So neither an Airflow retry nor a crash between the submit and the XCom
+push creates a duplicate job. A job FTS already purged to its archive (a task cleared days
 later) is found there, so a FINISHED job is reused even then.
 
 Why not ``ResumableJobMixin``: it keeps one id in ``task_state_store`` and resubmits
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +26,24 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
-from airflow_provider_fts.client.states import JobState
+from airflow_provider_fts.client.states import (
+    FileState,
+    JobState,
+    all_terminal,
+    progress_line,
+    stored_url_key,
+    summarize_jobs,
+)
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import JOB_ID_KEY, JOB_URL_KEY, FTSJobLink
-from airflow_provider_fts.sensors.fts import fetch_summary
-from airflow_provider_fts.triggers.fts import (
-    FTSJobTrigger,
-    all_terminal,
-    outcome_of_event,
-    progress_line,
+from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
+from airflow_provider_fts.verdict import (
+    cancel_if_marked_failed,
+    is_resendable,
     publish_outcome,
+    summary_of_event,
+    timeout_message,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +51,12 @@ if TYPE_CHECKING:
 
 #: Per-transfer override of the operator's ``job_params``, e.g. ``{"job_params": {"priority": 5}}``.
 TRANSFER_JOB_PARAMS = "job_params"
+#: Job parameters the operator sets itself, and why a user's value would break it.
+OWNED_JOB_PARAMS = {
+    "sid": "the operator derives each job's sid from the task instance, so that every try "
+    "finds the jobs of the earlier ones",
+    "id_generator": "the operator needs deterministic job ids to submit exactly once",
+}
 
 
 class Chunk:
@@ -54,8 +67,52 @@ class Chunk:
         self.transfers = transfers
         self.params = params
 
-    def unfinished(self, finished_destinations: set[str]) -> list[Transfer]:
-        return [t for t in self.transfers if not set(t.destinations) <= finished_destinations]
+    def to_send(self, done: set[str]) -> list[Transfer]:
+        """The transfers with a destination not in ``done`` (compared as FTS stores URLs)."""
+        return [
+            t for t in self.transfers if not {stored_url_key(d) for d in t.destinations} <= done
+        ]
+
+
+class EarlierJobs:
+    """What the jobs of earlier tries of one chunk say, oldest first.
+
+    :param records: The job records, with their files (summary fields).
+    """
+
+    def __init__(self, records: list[dict]) -> None:
+        self.records = records
+        self.latest = records[-1] if records else None
+        failed = [f for r in records for f in summarize_jobs([r])["failed_files"]]
+        self.finished = {
+            stored_url_key(f["dest_surl"])
+            for r in records
+            for f in r.get("files") or []
+            if f.get("file_state") == FileState.FINISHED
+        }
+        lost = [f for f in failed if not is_resendable(f)]
+        self.not_resendable = {stored_url_key(f["destination"]) for f in lost} - self.finished
+        self.lost = _unique(
+            f for f in lost if stored_url_key(f["destination"]) in self.not_resendable
+        )
+
+
+def _unique(entries: Any) -> list[dict]:
+    seen: dict[str, dict] = {}
+    for entry in entries:
+        seen.setdefault(stored_url_key(entry["destination"]), entry)
+    return list(seen.values())
+
+
+def refuse_owned_params(params: dict[str, Any], where: str) -> None:
+    """Refuse a job parameter the operator sets itself, naming the key the user wrote."""
+    for key, why in OWNED_JOB_PARAMS.items():
+        if key in params:
+            raise FTSValidationError(
+                f"{where}.{key}",
+                f"is set by FTSSubmitOperator: {why}.",
+                f"Remove {key!r} from {where}; use FTSHook.submit_job to choose it yourself.",
+            )
 
 
 class FTSSubmitOperator(BaseOperator):
@@ -76,9 +133,14 @@ class FTSSubmitOperator(BaseOperator):
         an ``FTSJobSensor`` wait).
     :param poll_interval: Seconds between polls while waiting.
     :param wait_timeout: Longest wait in seconds (None: no limit); the jobs keep running.
-    :param allow_partial: When waiting, succeed on FINISHEDDIRTY.
+    :param allow_partial: When waiting, succeed when some files were copied (FINISHEDDIRTY).
     :param deferrable: Wait in the triggerer instead of a worker slot.
-    :param cancel_on_kill: Cancel the jobs when the task is killed.
+    :param cancel_on_kill: Cancel the jobs when a user marks the task failed (a clear or a
+        mark-success never cancels; the next try reconnects to the jobs).
+
+    With ``wait_for_completion=True`` this is the task Airflow retries: a recoverable
+    failure raises :class:`~airflow_provider_fts.verdict.FTSRecoverableFailure` and the
+    next try resubmits only what did not finish (see :mod:`airflow_provider_fts.verdict`).
     """
 
     template_fields: Sequence[str] = ("transfers", "job_params", "fts_conn_id")
@@ -113,14 +175,17 @@ class FTSSubmitOperator(BaseOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self._job_ids: list[str] = []
+        self._ti: Any = None
 
     @cached_property
     def hook(self) -> FTSHook:
         return FTSHook(self.fts_conn_id)
 
     def execute(self, context: Context) -> str | list[str]:
+        self._ti = context["ti"]
         chunks = self._chunks()
-        job_ids = self._submit_or_resume(chunks, context)
+        earlier = self._earlier_jobs(chunks, context)
+        job_ids = self._submit_or_resume(chunks, earlier, context)
         self._job_ids = job_ids
         result = job_ids[0] if len(job_ids) == 1 else job_ids
         url = self.hook.job_url(job_ids[0])
@@ -128,21 +193,19 @@ class FTSSubmitOperator(BaseOperator):
         context["ti"].xcom_push(key=JOB_URL_KEY, value=url)
         self.log.info("FTS jobs %s: %s", ", ".join(job_ids), url)
         if self.wait_for_completion:
-            self._wait(job_ids, context)
+            self._wait(job_ids, earlier, context)
         return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
+        summary = summary_of_event(event, self.log)
         ids = event["job_ids"]
+        earlier = self._earlier_jobs(self._chunks(), context)  # the same facts as execute
+        self._publish(summary, earlier, ids, context)
         return ids[0] if len(ids) == 1 else ids
 
     def on_kill(self) -> None:
-        if self.cancel_on_kill and self._job_ids:
-            try:
-                answers = self.hook.cancel_jobs(self._job_ids)
-                self.log.info("Canceled FTS jobs %s", [a.get("job_id") for a in answers])
-            except Exception:
-                self.log.exception("Could not cancel FTS jobs %s", self._job_ids)
+        if self.cancel_on_kill:
+            cancel_if_marked_failed(self._ti, self._job_ids, self.hook.cancel_jobs, self.log)
 
     # -- planning --------------------------------------------------------------------
 
@@ -161,6 +224,7 @@ class FTSSubmitOperator(BaseOperator):
                 'Pass e.g. {"verify_checksum": "both", "retry": 3}.',
             )
         base = dict(self.job_params or {})
+        refuse_owned_params(base, "job_params")
         transfers = self.transfers
         if isinstance(transfers, (dict, str)) or not isinstance(transfers, Sequence):
             raise FTSValidationError(
@@ -173,7 +237,10 @@ class FTSSubmitOperator(BaseOperator):
             params = base
             if isinstance(item, dict) and TRANSFER_JOB_PARAMS in item:
                 item = dict(item)
-                params = {**base, **item.pop(TRANSFER_JOB_PARAMS)}
+                own = item.pop(TRANSFER_JOB_PARAMS)
+                if isinstance(own, dict):
+                    refuse_owned_params(own, f"transfers[{index}].{TRANSFER_JOB_PARAMS}")
+                params = {**base, **own}
             key = json.dumps(params, sort_keys=True, default=str)
             groups.setdefault(key, (params, []))[1].append(Transfer.coerce(item, index))
         if not groups:
@@ -192,42 +259,40 @@ class FTSSubmitOperator(BaseOperator):
         ti = context["ti"]
         return f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}:{try_number}:{chunk}"
 
-    def _submit_or_resume(self, chunks: list[Chunk], context: Context) -> list[str]:
-        try_number = context["ti"].try_number
-        earlier = self._earlier_jobs(chunks, context, try_number)
+    def _submit_or_resume(
+        self, chunks: list[Chunk], earlier: dict[int, EarlierJobs], context: Context
+    ) -> list[str]:
         job_ids = []
         for chunk in chunks:
-            jobs = earlier.get(chunk.index, [])
-            latest = jobs[-1] if jobs else None
+            jobs = earlier.get(chunk.index) or EarlierJobs([])
+            latest = jobs.latest
             state = latest and JobState.parse(latest["job_state"])
             if latest and (not state.is_terminal or state is JobState.FINISHED):
                 self.log.info("Chunk %d: reusing job %s (%s)", chunk.index, latest["job_id"], state)
                 job_ids.append(latest["job_id"])
                 continue
-            finished = {
-                f["dest_surl"]
-                for job in jobs
-                for f in job.get("files") or []
-                if f.get("file_state") == "FINISHED"
-            }
-            remaining = chunk.unfinished(finished)
-            if jobs:
+            remaining = chunk.to_send(jobs.finished | jobs.not_resendable)
+            if latest:
                 self.log.info(
-                    "Chunk %d: job %s ended %s; resubmitting %d of %d files",
+                    "Chunk %d: job %s ended %s; resubmitting %d of %d files "
+                    "(%d failed for good, never resent)",
                     chunk.index,
                     latest["job_id"],
                     state,
                     len(remaining),
                     len(chunk.transfers),
+                    len(jobs.lost),
                 )
-            sid = self._sid(context, try_number, chunk.index)
+            if latest and not remaining:  # nothing worth resending: its verdict stands
+                job_ids.append(latest["job_id"])
+                continue
+            sid = self._sid(context, context["ti"].try_number, chunk.index)
             job_ids.append(self.hook.submit_job(remaining, sid=sid, **chunk.params))
         return job_ids
 
-    def _earlier_jobs(
-        self, chunks: list[Chunk], context: Context, try_number: int
-    ) -> dict[int, list[dict]]:
+    def _earlier_jobs(self, chunks: list[Chunk], context: Context) -> dict[int, EarlierJobs]:
         """The jobs earlier tries left, per chunk, oldest first: one lookup for all of them."""
+        try_number = context["ti"].try_number
         expected = {
             self.hook.expected_job_id(self._sid(context, t, c.index)): c.index
             for t in range(1, try_number)
@@ -236,42 +301,72 @@ class FTSSubmitOperator(BaseOperator):
         if not expected:
             return {}
         found: dict[int, list[dict]] = {}
-        lookup = self.hook.get_jobs_or_archived(
-            list(expected), file_fields=["file_state", "dest_surl"]
-        )
+        lookup = self.hook.get_jobs_or_archived(list(expected), files=True)
         for record in lookup:
             if not is_job_error_entry(record):
                 found.setdefault(expected[record["job_id"]], []).append(record)
-        return found
+        return {index: EarlierJobs(records) for index, records in found.items()}
 
-    # -- waiting -------------------------------------------------------------------------
+    # -- waiting and the verdict -----------------------------------------------------------
 
-    def _wait(self, job_ids: list[str], context: Context) -> None:
+    def _wait(self, job_ids: list[str], earlier: dict[int, EarlierJobs], context: Context) -> None:
         if self.deferrable:
-            summary = fetch_summary(self.hook, job_ids)
+            summary = self.hook.get_summary(job_ids)
             if not all_terminal(summary):
+                # The trigger's end_time is the one deadline: a defer() timeout would race
+                # it with Airflow's less helpful message.
+                now = time.time()
                 self.defer(
                     trigger=FTSJobTrigger(
                         job_ids=job_ids,
                         fts_conn_id=self.fts_conn_id,
                         poll_interval=self.poll_interval,
-                        end_time=time.time() + self.wait_timeout if self.wait_timeout else None,
+                        end_time=now + self.wait_timeout if self.wait_timeout else None,
                         cancel_on_kill=self.cancel_on_kill,
+                        not_before=resume_not_before(),
                     ),
                     method_name="execute_complete",
-                    timeout=timedelta(seconds=self.wait_timeout) if self.wait_timeout else None,
                 )
         else:
-            summary = self._poll(job_ids)
-        publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
+            try:
+                summary = self.hook.wait_for_jobs(
+                    job_ids, self.poll_interval, self.wait_timeout, on_poll=self._log_progress
+                )
+            except TimeoutError:
+                raise AirflowFailException(timeout_message(job_ids)) from None
+        self._publish(summary, earlier, job_ids, context)
 
-    def _poll(self, job_ids: list[str]) -> dict:
-        deadline = time.monotonic() + self.wait_timeout if self.wait_timeout else None
-        while True:
-            summary = fetch_summary(self.hook, job_ids)
-            self.log.info("%s", progress_line(summary))
-            if all_terminal(summary):
-                return summary
-            if deadline is not None and time.monotonic() >= deadline:
-                raise AirflowFailException(f"FTS jobs {job_ids} still running after the wait.")
-            time.sleep(self.poll_interval)
+    def _log_progress(self, summary: dict[str, Any]) -> None:
+        self.log.info("%s", progress_line(summary))
+
+    def _publish(
+        self,
+        summary: dict[str, Any],
+        earlier: dict[int, EarlierJobs],
+        job_ids: list[str],
+        context: Context,
+    ) -> None:
+        """The verdict on this try's jobs and on the files earlier tries lost for good."""
+        lost = [
+            f
+            for jobs in earlier.values()
+            for f in jobs.lost
+            if f["job_id"] not in job_ids  # a reused job's failures are in the summary
+        ]
+        if lost:
+            summary = with_earlier_failures(summary, lost)
+        publish_outcome(
+            summary, context, allow_partial=self.allow_partial, can_resubmit=True, log=self.log
+        )
+
+
+def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:
+    """The summary, plus files earlier tries' jobs failed for good (they are not resent)."""
+    states = dict(summary["file_states"])
+    states[FileState.FAILED.value] = states.get(FileState.FAILED.value, 0) + len(lost)
+    return {
+        **summary,
+        "files": summary["files"] + len(lost),
+        "file_states": dict(sorted(states.items())),
+        "failed_files": lost + summary["failed_files"],
+    }

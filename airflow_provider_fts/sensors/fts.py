@@ -5,55 +5,63 @@ from __future__ import annotations
 import ast
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
-from airflow_provider_fts.client.states import summarize_jobs
+from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.states import all_terminal, progress_line
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.triggers.fts import (
-    FTSJobTrigger,
-    all_terminal,
-    outcome_of_event,
-    progress_line,
+from airflow_provider_fts.links.fts import JOB_URL_KEY, FTSJobLink
+from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
+from airflow_provider_fts.verdict import (
+    cancel_if_marked_failed,
     publish_outcome,
+    summary_of_event,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+#: What a template renders when its ``xcom_pull`` found nothing (a mistyped task id).
+_EMPTY_RENDERINGS = frozenset({"", "none", "null", "[]"})
+
 
 def job_id_list(value: Any) -> list[str]:
-    """One id or several, also as the text a template renders a list to (``"['a', 'b']"``)."""
+    """One id or several, also as the text a template renders a list to (``"['a', 'b']"``).
+
+    ``None``, ``"None"`` and empty values are refused before any request: they are what
+    ``{{ ti.xcom_pull(task_ids='...') }}`` renders when the task id is mistyped.
+    """
     if isinstance(value, str):
         text = value.strip()
-        value = ast.literal_eval(text) if text.startswith("[") else [text] * bool(text)
-    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-        raise AirflowException(f"job_id must be an FTS job id or a list of them, not {value!r}")
-    return [str(job_id) for job_id in value]
+        if text.lower() in _EMPTY_RENDERINGS:
+            value = None
+        else:
+            value = ast.literal_eval(text) if text.startswith("[") else [text]
+    ids = [] if value is None or isinstance(value, str) else value
+    if not isinstance(ids, Sequence) or not ids or any(_is_empty_id(i) for i in ids):
+        raise FTSValidationError(
+            "job_id",
+            f"is {value!r}, not an FTS job id or a list of them.",
+            "An xcom_pull renders None when nothing was pushed: check the task_ids it names "
+            "(and key), and that the submitting task ran before this one.",
+        )
+    return [str(job_id).strip() for job_id in ids]
 
 
-def fetch_summary(hook: FTSHook, job_ids: list[str]) -> dict[str, Any]:
-    """The current summary of the jobs, in one request per 100 jobs.
-
-    Jobs FTS already purged to its archive are read from there: a lost job is not a failure.
-    """
-    records = hook.get_jobs_or_archived(job_ids, files=True)
-    for record in records:
-        if is_job_error_entry(record):
-            raise error_from_job_entry(record)
-    return summarize_jobs(records)
+def _is_empty_id(job_id: Any) -> bool:
+    return job_id is None or str(job_id).strip().lower() in _EMPTY_RENDERINGS
 
 
 class FTSJobSensor(BaseSensorOperator):
     """Wait for one or more FTS jobs; succeed when they FINISHED.
 
-    FAILED and CANCELED jobs fail the task (no retry: a terminal job cannot change) after
-    logging the failed files and their reasons. Its XCom is the jobs' summary: states,
+    FAILED and CANCELED jobs fail the task without retry (the sensor cannot resubmit: use
+    ``FTSSubmitOperator(wait_for_completion=True)`` for retry-managed moves) after logging
+    the failed files and their reasons. Its XCom is the jobs' summary: states,
     counts per file state, failed files with reason and recoverable flag, bytes, mean
     throughput. The summary is also pushed as ``fts_summary`` before the verdict, so it
     survives a failed task for downstream ``all_done`` tasks. A job FTS already purged
@@ -63,10 +71,12 @@ class FTSJobSensor(BaseSensorOperator):
     :param fts_conn_id: The Airflow connection to the FTS server.
     :param allow_partial: Succeed on FINISHEDDIRTY (some files failed) instead of failing.
     :param deferrable: Wait in the triggerer instead of a worker slot.
-    :param cancel_on_kill: When deferred, cancel the jobs if a user kills the task.
+    :param cancel_on_kill: Cancel the jobs when a user marks the task failed (a clear or a
+        mark-success never cancels).
     """
 
     template_fields: Sequence[str] = ("job_id", "fts_conn_id")
+    operator_extra_links = (FTSJobLink(),)
     ui_color = "#c7e3f4"
 
     def __init__(
@@ -85,38 +95,58 @@ class FTSJobSensor(BaseSensorOperator):
         self.allow_partial = allow_partial
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self._ti: Any = None
 
     @cached_property
     def hook(self) -> FTSHook:
         return FTSHook(self.fts_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue:
-        summary = fetch_summary(self.hook, job_id_list(self.job_id))
+        self._ti = context["ti"]
+        summary = self.hook.get_summary(job_id_list(self.job_id))
         self.log.info("%s", progress_line(summary))
         if not all_terminal(summary):
             return PokeReturnValue(is_done=False)
-        publish_outcome(summary, context, allow_partial=self.allow_partial, log=self.log)
+        self._publish(summary, context)
         return PokeReturnValue(is_done=True, xcom_value=summary)
 
+    def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
+        return publish_outcome(
+            summary, context, allow_partial=self.allow_partial, can_resubmit=False, log=self.log
+        )
+
     def execute(self, context: Context) -> Any:
+        ids = job_id_list(self.job_id)  # a bad id fails before any request
+        self._push_url(context, ids)
         if not self.deferrable:
             return super().execute(context)
         first = self.poke(context)  # a job already over needs no triggerer
         if first.is_done:
             return first.xcom_value
+        # The trigger's end_time is the one deadline: a defer() timeout would race it with
+        # Airflow's less helpful message.
         self.defer(
             trigger=FTSJobTrigger(
-                job_ids=job_id_list(self.job_id),
+                job_ids=ids,
                 fts_conn_id=self.fts_conn_id,
                 poll_interval=self.poke_interval,
                 end_time=time.time() + self.timeout,
                 cancel_on_kill=self.cancel_on_kill,
+                not_before=resume_not_before(),
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout),
         )
 
+    def _push_url(self, context: Context, ids: list[str]) -> None:
+        """The first job's monitoring URL, for the "FTS job" link (no request is made)."""
+        context["ti"].xcom_push(key=JOB_URL_KEY, value=self.hook.job_url(ids[0]))
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
-        if event and event.get("status") == "timeout":
-            raise AirflowSensorTimeout(event["message"])
-        return outcome_of_event(event, context, allow_partial=self.allow_partial, log=self.log)
+        summary = summary_of_event(event, self.log, on_timeout=AirflowSensorTimeout)
+        return self._publish(summary, context)
+
+    def on_kill(self) -> None:
+        """The worker side of a user action: cancel only if the task is now ``failed``."""
+        if self.cancel_on_kill:
+            ids = job_id_list(self.job_id)
+            cancel_if_marked_failed(self._ti, ids, self.hook.cancel_jobs, self.log)

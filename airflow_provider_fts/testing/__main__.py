@@ -2,7 +2,9 @@
 
 Creates a throw-away PKI (CA, host certificate, a user with a VOMS proxy), starts the
 emulator and prints the ``AIRFLOW_CONN_FTS_DEFAULT`` line that points Airflow at it.
-Serves until SIGINT or SIGTERM.
+With ``--test-issuer`` it also trusts a built-in token issuer and prints a signed token of
+user ``token-user`` and a token connection, to test token DAGs without an identity
+provider (``--token-lifetime`` hours). Serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from airflow_provider_fts.testing.environment import make_test_pki
+from airflow_provider_fts.testing.environment import TOKEN_USER, make_test_issuer, make_test_pki
 from airflow_provider_fts.testing.server import FTSEmulator
 
 
@@ -38,6 +40,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=DIR",
         help="serve davs://NAME/ from the local directory DIR (repeatable)",
     )
+    parser.add_argument(
+        "--test-issuer",
+        action="store_true",
+        help="trust a built-in token issuer and print a ready token and token connection",
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=12.0,
+        metavar="HOURS",
+        help="lifetime of the printed token (default: 12 hours)",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,6 +65,13 @@ def storage_map(sites: list[str]) -> dict[str, Path]:
     return storage
 
 
+def print_token(emulator: FTSEmulator, token: str, ca_dir: Path) -> None:
+    """The built-in issuer's token, alone and in a token connection (a throw-away test key)."""
+    connection = emulator.connection_json(token=token, ca_path=ca_dir)
+    print(f"FTS_ACCESS_TOKEN={token}")
+    print(f"AIRFLOW_CONN_FTS_TOKEN={shlex.quote(connection)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     storage = storage_map(args.site)
@@ -59,18 +80,25 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    issuer = make_test_issuer() if args.test_issuer else None
     emulator = FTSEmulator(
         ca=pki.ca,
         host_credential=pki.host,
         ca_dir=pki.ca_dir,
         storage=storage,
+        token_issuers=[issuer] if issuer else (),
         host=args.host,
         port=args.port,
     )
     with emulator:
         connection = emulator.connection_json(pki.voms_proxy_path, ca_path=pki.ca_dir)
         print(f"FTS emulator listening on {emulator.url} (PKI in {workdir})")
-        print(f"AIRFLOW_CONN_FTS_DEFAULT={shlex.quote(connection)}", flush=True)
+        print(f"AIRFLOW_CONN_FTS_DEFAULT={shlex.quote(connection)}")
+        if issuer is not None:
+            lifetime = args.token_lifetime * 3600
+            token = issuer.mint(TOKEN_USER, emulator.url, lifetime=lifetime)
+            print_token(emulator, token, pki.ca_dir)
+        sys.stdout.flush()
         stop.wait()
     print("FTS emulator stopped", flush=True)
     return 0

@@ -22,6 +22,7 @@ from airflow_provider_fts.testing.records import (
     StoredJob,
     iso,
 )
+from airflow_provider_fts.testing.token_table import hold_for_token_exchange
 
 if TYPE_CHECKING:
     from airflow_provider_fts.testing.store import JobStore
@@ -67,8 +68,10 @@ class JobBuilder:
         self.identity = identity
         self.submit_host = submit_host
         self.now = now
+        self.token_rows: dict[str, dict[str, Any]] = {}  # t_token rows, saved with the job
 
     def build(self, document: dict) -> StoredJob:
+        self.store.tokens.check_bearer(self.identity)
         params = self._params(document.pop("params", {}))
         files_list = document.pop("files", None)
         if document.pop("delete", None) is not None:
@@ -89,6 +92,8 @@ class JobBuilder:
         record["verify_checksum"] = _checksum_method(params["verify_checksum"], files)
         _set_job_storage(record, files)
         self._apply_job_type(record, files, params, bring_online)
+        if self.token_rows:
+            hold_for_token_exchange(files)
         vo = self.identity.vos[0]
         record.update(user_dn=self.identity.user_dn, cred_id=self.identity.delegation_id)
         record["vo_name"] = vo
@@ -171,12 +176,15 @@ class JobBuilder:
         if len(file_dict["sources"]) > 1 or params["multihop"]:
             initial = FileState.NOT_USED
             shared_hashed_id = shared_hashed_id or self.store.hashed_id()
-        return [
+        rows = [
             self._file_row(
                 file_dict, index, record, params, source, dest, initial, shared_hashed_id
             )
             for source, dest in pairs
         ]
+        tokens = self.store.tokens.file_tokens(file_dict, self.identity)
+        self.token_rows.update(self.store.tokens.label(rows, tokens, self.identity))
+        return rows
 
     def _file_row(
         self,

@@ -17,6 +17,9 @@ parameter          on            effect
 ``transfer_errno`` destination   the copy fails with that errno (TRANSFER)
 ``fail_attempts``  destination   emulator extension: ``transfer_errno`` applies only to
                                  the first N attempts (to script "retry, then success")
+``fail_jobs``      destination   emulator extension: ``transfer_errno`` applies only in
+                                 the first N jobs that carry this destination URL (to
+                                 script "fails, then a resubmission succeeds")
 ``checksum``       both          the checksum value the endpoint reports
 ``staging_time``   source        bring-online duration in seconds
 ``staging_errno``  source        bring-online fails with that errno
@@ -99,6 +102,7 @@ def copy_once(
     row: dict,
     verify: str,
     overwrite_flag: str | None,
+    job_number: int = 1,
 ) -> int | Failure:
     """Bytes copied, or why the attempt failed.
 
@@ -107,18 +111,19 @@ def copy_once(
     :param row: the file row (URLs, checksum, size, retry count).
     :param verify: the job's checksum mode letter (``n``, ``s``, ``t`` or ``b``).
     :param overwrite_flag: the job's ``overwrite_flag`` (``Y``, ``R``, ...).
+    :param job_number: which job, counted from 1, carries this destination URL here.
     """
     overwrite = _may_overwrite(overwrite_flag, row["retry"])
     if source is not None and destination is not None:
         return _copy_files(source, destination, row["checksum"], verify, overwrite)
-    return _mock_copy(row, verify, overwrite)
+    return _mock_copy(row, verify, overwrite, job_number)
 
 
 def _may_overwrite(flag: str | None, retry: int) -> bool:
     return flag == "Y" or (flag == "R" and retry > 0)
 
 
-def _mock_copy(row: dict, verify: str, overwrite: bool) -> int | Failure:
+def _mock_copy(row: dict, verify: str, overwrite: bool, job_number: int) -> int | Failure:
     source, destination = url_params(row["source_surl"]), url_params(row["dest_surl"])
     if code := int_param(source, "errno"):
         return Failure.of("SOURCE", code)
@@ -133,7 +138,8 @@ def _mock_copy(row: dict, verify: str, overwrite: bool) -> int | Failure:
         return mismatch
     code = int_param(destination, "transfer_errno")
     attempts = int_param(destination, "fail_attempts")
-    if code and (not attempts or row["retry"] < attempts):
+    jobs = int_param(destination, "fail_jobs")
+    if code and (not attempts or row["retry"] < attempts) and (not jobs or job_number <= jobs):
         return Failure.of("TRANSFER", code)
     source_value = _value(source, "checksum")
     mismatch = _checksum_mismatch(verify, user, source_value, _value(destination, "checksum"))

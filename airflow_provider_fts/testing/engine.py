@@ -3,6 +3,8 @@
 Each :meth:`Engine.step` is one scheduler pass over the :class:`~.store.JobStore`:
 
 * queued jobs past ``max_time_in_queue`` are canceled;
+* files waiting in ``TOKEN_PREP`` move to their own state ``token_prep_delay`` seconds after
+  submission (the daemon's token exchange has then got a refresh token for them);
 * due staging, transfers and archive polls complete (real byte copies for mapped storage,
   scripted outcomes for ``mock://``);
 * STAGING files start staging, SUBMITTED files start transferring (highest job priority
@@ -75,6 +77,7 @@ class Engine:
         concurrency: int = 8,
         default_retries: int = 0,
         hostname: str = "localhost",
+        token_prep_delay: float = 0.5,
     ) -> None:
         self.store = store
         self.storage = {prefix.rstrip("/"): Path(root) for prefix, root in (storage or {}).items()}
@@ -84,8 +87,10 @@ class Engine:
         self.concurrency = concurrency
         self.default_retries = default_retries
         self.hostname = hostname
+        self.token_prep_delay = token_prep_delay  # tests may change it on a running engine
         self._runs: dict[int, _Run] = {}
         self._not_before: dict[int, float] = {}
+        self._jobs_by_destination: dict[str, list[str]] = {}
         self._next_pid = 4242
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,6 +120,7 @@ class Engine:
         with self.store.lock:
             for job in self.store.live_jobs():
                 self._expire_if_queued_too_long(job, now)
+                self._release_token_prep(job, now)
             for file_id, run in sorted(self._runs.items(), key=lambda item: item[1].due):
                 # A canceled transfer frees its slot at once, as the daemon kills it.
                 if run.due <= now or run.file["file_state"] != _PHASE_STATE[run.phase]:
@@ -138,6 +144,13 @@ class Engine:
                 row.update(file_state=FileState.CANCELED.value, reason=QUEUE_EXPIRED)
                 row["finish_time"] = iso(now)
         job.finish(JobState.CANCELED, QUEUE_EXPIRED, now)
+
+    def _release_token_prep(self, job: StoredJob, now: float) -> None:
+        if now < job.submitted_at + self.token_prep_delay:
+            return
+        for row in job.files:
+            if row["file_state"] == FileState.TOKEN_PREP:
+                row["file_state"] = row["file_state_initial"]
 
     # -- starting -----------------------------------------------------------------------
 
@@ -294,8 +307,16 @@ class Engine:
         """Bytes copied, or why the attempt failed."""
         source, destination = self._local(row["source_surl"]), self._local(row["dest_surl"])
         record = job.record
+        jobs = self._jobs_by_destination.setdefault(row["dest_surl"], [])
+        if record["job_id"] not in jobs:
+            jobs.append(record["job_id"])
         return copy_once(
-            source, destination, row, record["verify_checksum"], record["overwrite_flag"]
+            source,
+            destination,
+            row,
+            record["verify_checksum"],
+            record["overwrite_flag"],
+            job_number=jobs.index(record["job_id"]) + 1,
         )
 
     def _local(self, url: str) -> Path | None:

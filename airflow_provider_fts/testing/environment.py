@@ -1,4 +1,5 @@
-"""A ready-made test world for the emulator: CA, host certificate, a user and its proxies.
+"""A ready-made test world for the emulator: CA, host certificate, a user and its proxies,
+and a built-in token issuer for token users.
 
 Shared by the pytest plugin and ``python -m airflow_provider_fts.testing``.
 """
@@ -9,12 +10,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_provider_fts.testing.pki import CA, Credential, Voms
+from airflow_provider_fts.testing.tokens import TestIssuer
 
-__all__ = ["TEST_TOKEN", "TEST_TOKEN_CLAIMS", "USER_DN", "FTSTestPKI", "make_test_pki"]
+__all__ = [
+    "TEST_ISSUER_URL",
+    "TOKEN_USER",
+    "USER_DN",
+    "FTSTestPKI",
+    "make_test_issuer",
+    "make_test_pki",
+]
 
 USER_DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"
-TEST_TOKEN = "emulator-test-token"
-TEST_TOKEN_CLAIMS = {"sub": "token-user", "iss": "https://iam.example.org/", "vo": "dteam"}
+TOKEN_USER = "token-user"  # the ``sub`` of the built-in issuer's tokens
+# With a trailing slash, as 3.13.4 needs to find the provider's configured VO (tokens.md).
+TEST_ISSUER_URL = "https://iam.example.org/"
+
+
+def make_test_issuer() -> TestIssuer:
+    """The built-in token issuer: a fresh ES256 key, its users in VO ``dteam``."""
+    return TestIssuer(TEST_ISSUER_URL, vo="dteam")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ comes from the VOMS FQANs or is the delegation id itself (a "virtual VO"), and t
 delegation id is the first 16 hex digits of SHA-1(user DN + FQANs). The same
 :class:`Identity` answers ``/whoami`` and decides job access, so the two cannot disagree.
 
+A bearer token is checked by a :class:`~.tokens.TokenValidator` and, when it fails any
+check, ignored as a real server does (tokens.md): the caller is then anonymous, or its
+client certificate. A valid token wins over a certificate.
+
 Root is the caller presenting the host certificate's DN. Root is granted every level: its
 ``/whoami`` says so, it may read ``/status/hosts`` and it reads and changes any job, like a
 token user (a real FTS server grants token users "all" for every operation). The admin
@@ -18,7 +22,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +31,9 @@ from airflow_provider_fts.client.certs import dn_string, is_proxy
 from airflow_provider_fts.client.submission import BASE_ID
 from airflow_provider_fts.testing.records import HTTPError
 from airflow_provider_fts.testing.voms import read_voms
+
+if TYPE_CHECKING:
+    from airflow_provider_fts.testing.tokens import TokenValidator
 
 __all__ = [
     "ANONYMOUS",
@@ -55,6 +62,9 @@ class Identity:
     :param is_root: the caller presented the host certificate.
     :param chain: the certificates presented, leaf first (certificate callers).
     :param scope: the token's scopes, space-separated (token callers).
+    :param wlcg_profile: the token carries a ``wlcg.ver`` claim (token callers).
+    :param token: the bearer token itself (token callers; stored with their jobs).
+    :param claims: the validated claims of that token (token callers).
     """
 
     user_dn: str
@@ -66,6 +76,9 @@ class Identity:
     is_root: bool = False
     chain: tuple[x509.Certificate, ...] = field(default=(), repr=False)
     scope: str = ""
+    wlcg_profile: bool = False
+    token: str | None = field(default=None, repr=False, compare=False)
+    claims: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Tuples: an identity is shared by every request of a connection and never changes.
@@ -122,7 +135,7 @@ class Identity:
             "voms_cred": list(self.voms_cred),
             "vos": list(self.vos),
             "vos_id": [str(uuid.uuid5(_BASE_UUID, vo)) for vo in self.vos],
-            "roles": _roles(self.voms_cred),
+            "roles": [] if self.method == "oauth2" else _roles(self.voms_cred),
             "level": self.level,
             "delegation_id": self.delegation_id,
             "method": self.method,
@@ -130,7 +143,10 @@ class Identity:
         }
         if self.method == "oauth2":
             body["oauth2_scope"] = self.scope
-            body["wlcg_profile"] = True
+            body["wlcg_profile"] = self.wlcg_profile
+            # Two bound methods of the server's credentials object, serialised as {}.
+            body["get_granted_level_for_overriden"] = {}
+            body["get_granted_level_for"] = {}
         return body
 
 
@@ -138,22 +154,25 @@ ANONYMOUS = Identity("anon", ("anon",), (), (), None, "unauthenticated")
 
 
 def authenticate(
-    headers: Mapping[str, str], cert_identity: Identity, tokens: Mapping[str, Mapping[str, str]]
+    headers: Mapping[str, str], cert_identity: Identity, validator: TokenValidator | None
 ) -> Identity:
-    """The caller of one request: a bearer token wins over the connection's certificate.
+    """The caller of one request: a valid bearer token wins over the connection's certificate.
 
     :param headers: the request headers.
     :param cert_identity: the identity of the connection's client certificate chain.
-    :param tokens: the accepted bearer tokens and their claims.
-    :raises HTTPError: 403 for a token that is not accepted (the middleware's refusal).
+    :param validator: the token checks (None: the server has ``OAuth2 = False``).
+    :raises HTTPError: 400 for a bearer token sent to a server without OAuth2.
     """
     authorization = headers.get("Authorization", "")
-    if not authorization.startswith(_BEARER):
+    if not authorization.startswith(_BEARER):  # "bearer" in lower case is not recognised
         return cert_identity
-    claims = tokens.get(authorization[len(_BEARER) :].strip())
-    if claims is None:
-        raise HTTPError(403, "Invalid credentials (the access token is not recognised)")
-    return identity_from_token(claims)
+    if validator is None:
+        raise HTTPError(400, "Unsupported authentication method: method=OAuth2")
+    token = authorization[len(_BEARER) :].strip()
+    verdict = validator.check(token)
+    if verdict.ignored:  # expired, wrong audience, unknown issuer...: as if never sent
+        return cert_identity
+    return identity_from_token(token, verdict.claims, validator.identity(verdict.claims))
 
 
 def delegation_id_for(user_dn: str, fqans: Sequence[str]) -> str:
@@ -188,18 +207,26 @@ def identity_from_chain(chain: Sequence[x509.Certificate], host_dn: str | None =
     )
 
 
-def identity_from_token(claims: Mapping[str, str]) -> Identity:
-    """The identity of a bearer-token user (claims ``sub``, ``iss``, optional ``vo``, ``scope``)."""
-    subject, issuer = claims["sub"], claims["iss"]
-    vo = claims.get("vo") or urlsplit(issuer).hostname or issuer
+def identity_from_token(
+    token: str, claims: Mapping[str, Any], whoami: Mapping[str, Any]
+) -> Identity:
+    """The identity of a validated bearer token.
+
+    :param token: the token.
+    :param claims: its validated claims.
+    :param whoami: its ``/whoami`` document (:meth:`~.tokens.TokenValidator.identity`).
+    """
     return Identity(
-        user_dn=subject,
-        dn=(subject,),
-        voms_cred=(),
-        vos=(vo,),
-        delegation_id=hashlib.sha1((issuer + subject).encode()).hexdigest()[:16],
+        user_dn=whoami["user_dn"],
+        dn=whoami["dn"],
+        voms_cred=whoami["voms_cred"],
+        vos=whoami["vos"],
+        delegation_id=whoami["delegation_id"],
         method="oauth2",
-        scope=claims.get("scope", ""),
+        scope=whoami["oauth2_scope"],
+        wlcg_profile=whoami["wlcg_profile"],
+        token=token,
+        claims=dict(claims),
     )
 
 

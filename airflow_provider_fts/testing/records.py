@@ -73,7 +73,7 @@ FILE_ACTIVE_STATES = frozenset(
     {
         FileState.STAGING, FileState.STARTED, FileState.SUBMITTED, FileState.READY,
         FileState.ACTIVE, FileState.ARCHIVING, FileState.QOS_TRANSITION,
-        FileState.QOS_REQUEST_SUBMITTED, FileState.FORCE_START,
+        FileState.QOS_REQUEST_SUBMITTED, FileState.FORCE_START, FileState.TOKEN_PREP,
     }
 )  # fmt: skip
 

@@ -4,7 +4,8 @@ Same endpoints, status codes, JSON shapes and error bodies as a real fts-rest-fl
 server behind Apache + mod_gridsite. :class:`FTSEmulator` puts the parts together: the
 HTTPS server (:mod:`.httpd`), the route table (:mod:`.routes`) and its handlers
 (:mod:`.service`), the :class:`~.store.JobStore` moved along by an :class:`~.engine.Engine`,
-the delegations, request counting and fault injection::
+the delegations, the bearer-token checks (:mod:`.tokens`, as a server with ``OAuth2 = True``
+when ``token_issuers`` are given), request counting and fault injection::
 
     with FTSEmulator(ca=ca, host_credential=host, storage={"davs://site-a": dir}) as emu:
         requests.get(emu.url + "/whoami", cert=(proxy, proxy), verify=ca_dir)
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ from airflow_provider_fts.testing.faults import Faults
 from airflow_provider_fts.testing.httpd import TLSServer, server_context
 from airflow_provider_fts.testing.service import FTSService
 from airflow_provider_fts.testing.store import JobStore
+from airflow_provider_fts.testing.token_table import TokenTable
+from airflow_provider_fts.testing.tokens import (
+    WLCG_ANY_AUDIENCE,
+    TestIssuer,
+    TokenValidator,
+    TrustedIssuer,
+)
 
 __all__ = ["FTSEmulator"]
 
@@ -40,7 +48,12 @@ class FTSEmulator:
         DN is the "root" identity (``is_root``).
     :param ca_dir: a hashed CA directory, trusted in addition to (or instead of) ``ca``.
     :param storage: ``{"davs://site-a.example": directory}`` for the transfer engine.
-    :param tokens: accepted bearer tokens and their claims (``sub``, ``iss``, ``vo``).
+    :param token_issuers: the trusted token issuers (``[providers]``); none: no OAuth2,
+        a bearer token gets a 400. A :class:`~.tokens.TestIssuer` is trusted by its key.
+    :param token_audiences: the ``AuthorizedAudiences`` (default: the emulator's own
+        ``https://host:port`` and ``https://wlcg.cern.ch/jwt/v1/any``).
+    :param jwks_verify: TLS verification of the JWKS fetches (default: ``ca_dir``, else on).
+    :param token_prep_delay: seconds token files wait in ``TOKEN_PREP`` (None: the default).
     :param host: address to listen on; ``port`` 0 picks a free port.
     :param engine_tick: seconds between engine steps (None: the engine's default).
     :param run_engine: False keeps jobs in the states a test sets (call ``engine.step()``).
@@ -53,7 +66,10 @@ class FTSEmulator:
         host_credential,
         ca_dir: str | Path | None = None,
         storage: Mapping[str, str | Path] | None = None,
-        tokens: Mapping[str, Mapping[str, str]] | None = None,
+        token_issuers: Sequence[TrustedIssuer | TestIssuer] = (),
+        token_audiences: Sequence[str] | None = None,
+        jwks_verify: bool | str | Path | None = None,
+        token_prep_delay: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         engine_tick: float | None = None,
@@ -64,19 +80,27 @@ class FTSEmulator:
         self.host = host
         self.faults = Faults()
         self.requests: Counter[str] = Counter()
-        self.store = JobStore()
+        self._count_lock = threading.Lock()
+        context = server_context(host_credential, ca, ca_dir)
+        # Bound first: the default token audience is the emulator's own URL.
+        self._httpd = TLSServer((host, port), context, self)
+        self._thread: threading.Thread | None = None
+        validator = None
+        if token_issuers:
+            verify = jwks_verify if jwks_verify is not None else ca_dir or True
+            audiences = token_audiences or (self.url, WLCG_ANY_AUDIENCE)
+            validator = _token_validator(token_issuers, audiences, verify)
+        self.store = JobStore(tokens=TokenTable(validator))
         engine_options: dict[str, Any] = {"storage": dict(storage or {})}
         if engine_tick is not None:
             engine_options["tick"] = engine_tick
+        if token_prep_delay is not None:
+            engine_options["token_prep_delay"] = token_prep_delay
         self.engine = Engine(self.store, **engine_options)
         self.delegations = DelegationStore()
-        self.service = FTSService(self.store, self.delegations, tokens)
+        self.service = FTSService(self.store, self.delegations)
         self.host_dn = dn_string(host_credential.certificate.subject)
         self._run_engine = run_engine
-        self._count_lock = threading.Lock()
-        context = server_context(host_credential, ca, ca_dir)
-        self._httpd = TLSServer((host, port), context, self)
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle
 
@@ -172,7 +196,29 @@ class FTSEmulator:
             connection["password"] = token
         return json.dumps(connection)
 
+    @property
+    def token_validator(self) -> TokenValidator | None:
+        """The bearer-token checks (None: the emulator has no OAuth2)."""
+        return self.store.tokens.validator
+
+    def stored_tokens(self) -> list[dict[str, Any]]:
+        """Copies of the ``t_token`` rows written by token submissions."""
+        return self.store.tokens.rows()
+
     def count(self, route_key: str) -> None:
         """Count one request under ``"<METHOD> <route template>"`` (called by handler threads)."""
         with self._count_lock:
             self.requests[route_key] += 1
+
+
+def _token_validator(
+    issuers: Sequence[TrustedIssuer | TestIssuer],
+    audiences: Sequence[str],
+    verify: bool | str | Path,
+) -> TokenValidator:
+    """The server's ``[providers]`` and ``AuthorizedAudiences``; a test issuer by its key."""
+    return TokenValidator(
+        [i.trusted if isinstance(i, TestIssuer) else i for i in issuers],
+        audiences,
+        verify=verify if isinstance(verify, bool) else str(verify),
+    )

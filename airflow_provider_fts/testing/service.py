@@ -74,22 +74,18 @@ class FTSService:
 
     :param store: the jobs.
     :param delegations: the delegated credentials.
-    :param tokens: accepted bearer tokens and their claims (``sub``, ``iss``, ``vo``).
     """
 
-    def __init__(
-        self,
-        store: JobStore,
-        delegations: DelegationStore,
-        tokens: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> None:
+    def __init__(self, store: JobStore, delegations: DelegationStore) -> None:
         self.store = store
         self.delegations = delegations
-        self.tokens = {token: dict(claims) for token, claims in (tokens or {}).items()}
 
     def authenticate(self, headers: Mapping[str, str], cert_identity: Identity) -> Identity:
-        """The caller of one request (raises the middleware's :class:`HTTPError`)."""
-        return authenticate(headers, cert_identity, self.tokens)
+        """The caller of one request (raises the middleware's :class:`HTTPError`).
+
+        Bearer tokens are checked by the job store's token table: one validator per server.
+        """
+        return authenticate(headers, cert_identity, self.store.tokens.validator)
 
     def dispatch(self, handler_name: str, call: Call) -> Reply:
         try:

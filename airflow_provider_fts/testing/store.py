@@ -41,6 +41,7 @@ from airflow_provider_fts.testing.records import (
     StoredJob,
     iso,
 )
+from airflow_provider_fts.testing.token_table import TokenTable
 
 __all__ = ["JobStore"]
 
@@ -54,6 +55,7 @@ class JobStore:
     :param staging_metadata_limit: the same for ``staging_metadata``.
     :param archive_metadata_limit: the same for ``archive_metadata``.
     :param base_id: namespace of deterministic job ids (the server's, as the client's).
+    :param tokens: the ``t_token`` table and its token checks (default: no OAuth2).
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class JobStore:
         staging_metadata_limit: int = 1024,
         archive_metadata_limit: int = 1024,
         base_id: str = BASE_ID,
+        tokens: TokenTable | None = None,
     ) -> None:
         self.clock = clock
+        self.tokens = tokens or TokenTable()
         self.lock = threading.RLock()
         self._limits = {
             "job": job_metadata_limit,
@@ -106,6 +110,7 @@ class JobStore:
             if job.job_id in self._jobs:
                 raise HTTPError(409, "The sid provided by the user is duplicated")
             self._jobs[job.job_id] = job
+            self.tokens.save(builder.token_rows)
             return job.job_id
 
     def allocate_file_id(self) -> int:

@@ -1,20 +1,10 @@
-"""An isolated Airflow for these tests: its own AIRFLOW_HOME, and example_dags as the DAG folder.
-
-Set before anything imports Airflow (its configuration is read once per process).
-"""
+"""The Airflow-layer tests: an isolated Airflow (set before anything imports it) and a hook."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from tests.airflow_env import isolate_airflow
 
-EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
-
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="fts-airflow-home-")
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS)
+EXAMPLE_DAGS = isolate_airflow()
 
 import pytest  # noqa: E402
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.airflow.conftest import EXAMPLE_DAGS
+from tests.airflow_env import EXAMPLE_DAGS
 
 POLLER_AGENT = re.compile(r"airflow-provider-fts/\S+ httpx/")
 
@@ -97,42 +97,51 @@ def test_tape_staging_stages_then_copies_waiting_in_the_trigger(
     assert trigger_polls.hits >= 1
 
 
-def test_bulk_copy_second_pass_resubmits_only_the_recoverable_failures(
+def test_bulk_copy_retries_resubmit_only_the_recoverable_failures(
     airflow_db, emulator_connection, fts_emulator, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(fts_emulator.engine, "concurrency", 500)  # one big link, fast test
     prefix = f"bulk-{uuid.uuid4().hex[:8]}"
-    transient = {7, 480, 999, *range(1000, 1005)}  # the last batch fails as a whole
-    permanent = {13, 650}
     manifest = tmp_path / "manifest.txt"
     manifest.write_text(
-        "".join(
-            f"mock://src.example/{prefix}/f{n} {destination(prefix, n, transient, permanent)}\n"
-            for n in range(1005)
-        )
+        "".join(f"mock://src.example/{prefix}/f{n} {destination(prefix, n)}\n" for n in range(1005))
     )
     dag = load_dag("example_fts_bulk_copy")
 
     run = dag.test(run_conf={"manifest": str(manifest)})
 
     jobs = [j for j in fts_emulator.store.stored_jobs() if prefix in j.files[0]["dest_surl"]]
-    second = [j for j in jobs if j.record["retry"] == 3]
-    assert len(jobs) == 7
-    assert sorted(f["dest_surl"] for j in second for f in j.files) == sorted(
-        destination(prefix, n, transient, permanent) for n in transient
-    )
-    assert {j.record["job_state"] for j in second} == {"FINISHED"}
+    sent = [f["dest_surl"] for j in jobs for f in j.files]
+    assert len(jobs) == 6 + 2 * 3  # the two batches with stubborn timeouts: 3 retries each
+    assert sum(not _only_stubborn(j) for j in jobs) == 5  # first tries of batches 0-4
+    assert sent.count(destination(prefix, 999)) == 4  # try 1's job, then 3 resubmissions
+    assert [sent.count(destination(prefix, n)) for n in sorted(PERMANENT)] == [1, 1]
+    assert len(sent) == 1005 + 3 * len(STUBBORN)  # nothing but the stubborn ones resent
     states = task_states(run)
-    assert states[("wait", 5)] == "failed"  # its job FAILED: every file of the batch
-    assert states[("second_pass", 0)] == "success"
-    assert states[("report", -1)] == "failed"  # the permanent failures are reported
+    assert [states[("copy", i)] for i in range(6)] == ["failed", "success", "success"] + [
+        "failed"
+    ] * 3
+    tries = {ti.map_index: ti.try_number for ti in run.get_task_instances() if ti.task_id == "copy"}
+    assert tries == {0: 1, 1: 1, 2: 1, 3: 1, 4: 4, 5: 4}  # permanent failures: no retry
+    assert states[("report", -1)] == "failed"
     assert run.state == "failed"
 
 
-def destination(prefix: str, n: int, transient: set[int], permanent: set[int]) -> str:
+def _only_stubborn(job) -> bool:
+    return all("fail_attempts=99" in f["dest_surl"] for f in job.files)
+
+
+FIXED_BY_FTS = {7, 480}  # one timeout, then FTS's own retry inside the job copies it
+STUBBORN = {999, *range(1000, 1005)}  # timeouts on every attempt: Airflow resubmits them
+PERMANENT = {13, 650}  # permission denied: never resent, the task fails without retry
+
+
+def destination(prefix: str, n: int) -> str:
     url = f"mock://dst.example/{prefix}/f{n}"
-    if n in transient:
-        return f"{url}?transfer_errno=110&fail_attempts=2"  # timeouts beyond one retry
-    if n in permanent:
-        return f"{url}?transfer_errno=13"  # permission denied: retrying cannot help
+    if n in FIXED_BY_FTS:
+        return f"{url}?transfer_errno=110&fail_attempts=1"
+    if n in STUBBORN:
+        return f"{url}?transfer_errno=110&fail_attempts=99"
+    if n in PERMANENT:
+        return f"{url}?transfer_errno=13"
     return url

@@ -9,7 +9,6 @@ import pytest
 
 from airflow_provider_fts.client.errors import FTSValidationError, NotFound
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.testing.pytest_plugin import TEST_TOKEN
 
 SLOW = "mock://dst.example/dst/{name}"
 # Staging for two minutes keeps a job unfinished without taking a transfer slot.
@@ -82,8 +81,8 @@ def test_inline_certificate_and_key_pems_work(define_connection, fts_pki):
     assert hook.whoami()["user_dn"] == fts_pki.user.dn
 
 
-def test_token_connection_needs_no_delegation(define_connection):
-    hook = define_connection(password=TEST_TOKEN)
+def test_token_connection_needs_no_delegation(define_connection, fts_token):
+    hook = define_connection(password=fts_token)
 
     ok, message = hook.test_connection()
 

@@ -17,7 +17,6 @@ from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.pki import Voms
-from airflow_provider_fts.testing.pytest_plugin import TEST_TOKEN
 
 DTEAM = Voms("dteam", ["/dteam/Role=NULL/Capability=NULL"])
 
@@ -59,7 +58,7 @@ def test_the_airflow_connection_reaches_the_settings(connection):
 
 
 def test_the_async_path_reads_the_same_settings(connection):
-    hook = connection(host="fts.example.org", password=TEST_TOKEN, extra={"timeout_seconds": 7})
+    hook = connection(host="fts.example.org", password="a-token", extra={"timeout_seconds": 7})
 
     settings = asyncio.run(hook.asettings())
 
@@ -201,8 +200,8 @@ def test_a_missing_proxy_file_names_the_path_to_check(emulated):
     assert "voms-proxy-init" not in message
 
 
-def test_a_token_needs_no_delegation(emulated):
-    ok, message = emulated(TEST_TOKEN).test_connection()
+def test_a_token_needs_no_delegation(emulated, fts_token):
+    ok, message = emulated(fts_token).test_connection()
 
     assert ok, message
     assert "token authentication, no delegation needed" in message

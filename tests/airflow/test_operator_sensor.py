@@ -2,56 +2,26 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_fts.client.errors import FTSValidationError, NotFound
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
+from tests.tasks import TaskTry, wait_terminal
 
 SLOW = "mock://dst.example/op-{n}"
 STAGED = "mock://s.example/f?staging_time=120"  # unfinished, yet holds no slot
 STAGING = {"bring_online": 600}
 
 
-@dataclass
-class TaskTry:
-    """The task-instance fields the operator reads, for one try of one task."""
-
-    try_number: int
-    dag_id: str = "dag"
-    task_id: str = "submit"
-    run_id: str = "run-1"
-    map_index: int = -1
-    xcoms: dict = field(default_factory=dict)
-
-    def xcom_push(self, key, value):
-        self.xcoms[key] = value
-
-
 def run_try(operator: FTSSubmitOperator, try_number: int, run_id: str) -> tuple:
-    ti = TaskTry(try_number, run_id=run_id)
+    ti = TaskTry(try_number, run_id=run_id, task_id=operator.task_id)
     return operator.execute({"ti": ti}), ti
 
 
 def sensor_context() -> dict:
     return {"ti": TaskTry(1, task_id="wait")}
-
-
-def wait_terminal(hook, job_id, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while (state := hook.get_job(job_id)["job_state"]) not in (
-        "FINISHED",
-        "FAILED",
-        "FINISHEDDIRTY",
-        "CANCELED",
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    return state
 
 
 def test_submit_pushes_job_id_and_monitoring_url(hook):
@@ -185,7 +155,8 @@ def test_on_kill_cancels_the_submitted_job(hook):
     operator = FTSSubmitOperator(
         task_id="submit", transfers=[(STAGED, SLOW.format(n=3))], job_params=STAGING
     )
-    job_id, _ = run_try(operator, 1, "kill")
+    job_id, ti = run_try(operator, 1, "kill")
+    ti.state = "failed"  # a user marked the running task failed
 
     operator.on_kill()
 

@@ -5,25 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from airflow_provider_fts.hooks.fts import FTSHook
+import pytest
+
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
+from tests.tasks import TaskTry, only_event, wait_terminal
 
 SLOW = "mock://dst.example/slow-{n}"
 STAGED = "mock://src.example/f?staging_time=120"  # unfinished, yet holds no slot
 STAGING = {"bring_online": 600}
-
-
-def wait_finished(hook: FTSHook, job_id: str) -> None:
-    deadline = time.monotonic() + 10
-    while hook.get_job(job_id)["job_state"] != "FINISHED":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
-async def only_event(trigger: FTSJobTrigger) -> dict:
-    events = [event async for event in trigger.run()]
-    assert len(events) == 1
-    return events[0].payload
 
 
 def test_trigger_kwargs_survive_airflow_serde(hook):
@@ -66,7 +55,7 @@ async def test_job_purged_to_the_archive_gives_a_done_event(hook, fts_emulator):
     job_id = await asyncio.to_thread(
         hook.submit_job, [("mock://src.example/f?size=512", "mock://dst.example/purged")]
     )
-    await asyncio.to_thread(wait_finished, hook, job_id)
+    await asyncio.to_thread(wait_terminal, hook, job_id)
     fts_emulator.purge(job_id)
 
     event = await only_event(FTSJobTrigger(job_ids=[job_id], poll_interval=0.1))
@@ -92,13 +81,66 @@ async def test_unknown_job_gives_an_error_event(hook):
     assert "404" in event["message"]
 
 
-async def test_on_kill_cancels_the_job(hook):
+def killed_trigger(job_id: str, state: str | None) -> FTSJobTrigger:
+    """A deferred try's trigger, whose task instance the API server now reports as ``state``."""
+    trigger = FTSJobTrigger(job_ids=[job_id])
+    trigger.task_instance = TaskTry(1, run_id="kill", task_id="wait", state=state)
+    return trigger
+
+
+async def test_on_kill_after_mark_failed_cancels_the_job(hook):
     job_id = await asyncio.to_thread(hook.submit_job, [(STAGED, SLOW.format(n=1))], **STAGING)
+
+    await killed_trigger(job_id, "failed").on_kill()
+
+    job = await asyncio.to_thread(hook.get_job, job_id)
+    assert job["job_state"] == "CANCELED"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "success",  # marked success
+        None,  # cleared, the new try not yet scheduled
+        "restarting",  # cleared while a worker ran it
+        "running",  # cleared, and the new try already reconnected to the job
+        "deferred",  # ... and deferred again on it, before this on_kill arrived
+        "up_for_retry",
+    ],
+)
+async def test_on_kill_leaves_the_job_running_unless_the_task_is_failed(hook, state):
+    job_id = await asyncio.to_thread(
+        hook.submit_job, [(STAGED, SLOW.format(n=f"k-{state}"))], **STAGING
+    )
+
+    await killed_trigger(job_id, state).on_kill()
+
+    job = await asyncio.to_thread(hook.get_job, job_id)
+    assert job["job_state"] == "STAGING"
+    await asyncio.to_thread(hook.cancel_job, job_id)
+
+
+async def test_on_kill_without_a_task_instance_leaves_the_job_running(hook):
+    job_id = await asyncio.to_thread(hook.submit_job, [(STAGED, SLOW.format(n="no-ti"))], **STAGING)
 
     await FTSJobTrigger(job_ids=[job_id]).on_kill()
 
     job = await asyncio.to_thread(hook.get_job, job_id)
-    assert job["job_state"] == "CANCELED"
+    assert job["job_state"] == "STAGING"
+    await asyncio.to_thread(hook.cancel_job, job_id)
+
+
+async def test_a_job_that_ends_at_once_is_held_until_not_before(hook):
+    job_id = await asyncio.to_thread(
+        hook.submit_job, [("mock://src.example/f", "mock://dst.example/held")]
+    )
+    await asyncio.to_thread(wait_terminal, hook, job_id)
+    not_before = time.time() + 0.5
+
+    event = await only_event(FTSJobTrigger(job_ids=[job_id], not_before=not_before))
+
+    assert event["status"] == "done"
+    assert time.time() >= not_before
 
 
 async def test_a_thousand_waiting_jobs_cost_ten_requests_per_round(hook, fts_emulator):

@@ -1,14 +1,14 @@
-"""The submission document: every shape a user may write, every rule, every unit.
+"""The submission document: every shape a user may write, every unit, deterministic ids.
 
 The recorded exchanges with a real FTS 3.13.4 server are the reference: each body it
 accepted must pass through our API unchanged, or be refused for a reason listed here.
+The rules and their messages are in test_submission_rules.py.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
-from itertools import pairwise
 
 import pytest
 
@@ -21,28 +21,8 @@ from airflow_provider_fts.client.submission import (
     build_submission,
     expected_job_id,
 )
+from tests.client.submissions import DST, SECRET, SRC, hops, one, refused
 from tests.recorded import RECORDED
-
-SRC = "davs://src.example.org/data/f1"
-DST = "davs://dst.example.org/data/f1"
-SECRET = "eyJhbGciOiJSUzI1NiJ9.secret-token-payload.sig"
-
-
-def one(**fields) -> dict:
-    """One transfer dict from SRC to DST with extra fields."""
-    return {"source": SRC, "destination": DST, **fields}
-
-
-def hops(*urls: str) -> list[tuple[str, str]]:
-    """Multihop transfers through the given URLs, in order."""
-    return list(pairwise(urls))
-
-
-def refused(transfers, **params) -> FTSValidationError:
-    with pytest.raises(FTSValidationError) as caught:
-        build_submission(transfers, **params)
-    return caught.value
-
 
 # -- shapes ---------------------------------------------------------------------------------
 
@@ -238,258 +218,6 @@ def test_metadata_limits_follow_the_server_configuration():
 
     assert document["files"][0]["metadata"] == big
     assert document["params"]["job_metadata"] == big
-
-
-# -- rules ----------------------------------------------------------------------------------
-
-LONG_URL = "davs://dst.example.org/" + "d" * 1100
-ROOT_DST = "root://dst.example.org//data/f1"
-
-RULES = {
-    # transfers: URLs
-    "sources-as-a-string": ([{"sources": SRC, "destinations": [DST]}], {}, "transfers[0].sources"),
-    "source-given-as-a-list": ([{"source": [SRC], "destination": DST}], {}, "transfers[0].source"),
-    "source-and-sources": ([one(sources=[SRC])], {}, "transfers[0].source"),
-    "missing-destination": ([{"source": SRC}], {}, "transfers[0].destinations"),
-    "no-sources": ([{"sources": [], "destinations": [DST]}], {}, "transfers[0].sources"),
-    "no-scheme": ([("not-a-url/path/file", DST)], {}, "transfers[0].sources[0]"),
-    "local-file": ([("file:///etc/passwd", DST)], {}, "transfers[0].sources[0]"),
-    "local-file-no-slashes": ([("file:/etc/passwd", DST)], {}, "transfers[0].sources[0]"),
-    "no-host": ([("mock:///capture/nohost", DST)], {}, "transfers[0].sources[0]"),
-    "no-host-no-slashes": ([("mock:/capture/x", DST)], {}, "transfers[0].sources[0]"),
-    "port-but-no-host": ([("davs://:443/f", DST)], {}, "transfers[0].sources[0]"),
-    "no-path": ([("mock://src.example.org", DST)], {}, "transfers[0].sources[0]"),
-    "root-path-only": ([(SRC, "davs://dst.example.org/")], {}, "transfers[0].destinations[0]"),
-    "whitespace": ([(SRC + " ", DST)], {}, "transfers[0].sources[0]"),
-    "url-too-long": ([(SRC, LONG_URL)], {}, "transfers[0].destinations[0]"),
-    "url-not-a-string": ([([SRC, 42], DST)], {}, "transfers[0].sources[1]"),
-    "not-a-transfer": ([SRC], {}, "transfers[0]"),
-    "one-transfer-not-in-a-list": (one(), {}, "transfers"),
-    "unknown-transfer-key": ([one(unknown_file_key="y")], {}, "transfers[0].unknown_file_key"),
-    # transfers: per-file fields
-    "checksum-garbage": ([one(checksum="NOT-A-CHECKSUM::zz")], {}, "transfers[0].checksum"),
-    "checksum-value-only": ([one(checksum="5d0f3b2a")], {}, "transfers[0].checksum"),
-    "checksum-empty-value": ([one(checksum="ADLER32:")], {}, "transfers[0].checksum"),
-    "adler32-short": ([one(checksum="adler32:abc")], {}, "transfers[0].checksum"),
-    "md5-wrong-length": ([one(checksum="MD5:0a1b2c3d")], {}, "transfers[0].checksum"),
-    "crc32-too-long": ([one(checksum="CRC32:" + "1" * 11)], {}, "transfers[0].checksum"),
-    "unknown-algorithm-non-hex": ([one(checksum="SHA3:xyz")], {}, "transfers[0].checksum"),
-    "negative-filesize": ([one(filesize=-5)], {}, "transfers[0].filesize"),
-    "filesize-not-a-number": ([one(filesize="abc")], {}, "transfers[0].filesize"),
-    "metadata-a-list": ([one(metadata=["a"])], {}, "transfers[0].metadata"),
-    "metadata-not-json": ([one(metadata={"x": object()})], {}, "transfers[0].metadata"),
-    "metadata-too-big": ([one(metadata={"x": "y" * 1100})], {}, "transfers[0].metadata"),
-    "staging-metadata-a-str": (
-        [one(staging_metadata="{}")],
-        {},
-        "transfers[0].staging_metadata",
-    ),
-    "archive-metadata-too-big": (
-        [one(archive_metadata={"x": "y" * 1100})],
-        {},
-        "transfers[0].archive_metadata",
-    ),
-    "activity-empty": ([one(activity="")], {}, "transfers[0].activity"),
-    "unknown-strategy": (
-        [one(selection_strategy="bogus-strategy")],
-        {},
-        "transfers[0].selection_strategy",
-    ),
-    "strategy-a-list": (
-        [one(selection_strategy=["orderly"])],
-        {},
-        "transfers[0].selection_strategy",
-    ),
-    "scitag-too-small": ([one(scitag=64)], {}, "transfers[0].scitag"),
-    "scitag-too-big": ([one(scitag=65536)], {}, "transfers[0].scitag"),
-    "scitag-a-string": ([one(scitag="65")], {}, "transfers[0].scitag"),
-    "one-token-list-only": ([one(source_tokens=["t"])], {}, "transfers[0].destination_tokens"),
-    "token-count": (
-        [one(source_tokens=["t", "u"], destination_tokens=["t"])],
-        {},
-        "transfers[0].source_tokens",
-    ),
-    "empty-token": (
-        [one(source_tokens=["t"], destination_tokens=[""])],
-        {},
-        "transfers[0].destination_tokens[0]",
-    ),
-    "error-names-the-index": ([(SRC, DST), ("x", DST)], {}, "transfers[1].sources[0]"),
-    # the job as a whole
-    "no-transfers": ([], {}, "transfers"),
-    "multihop-single-hop": ([(SRC, DST)], {"multihop": True}, "job_params.multihop"),
-    "multihop-with-replicas": (
-        [([SRC, ROOT_DST], "davs://x.example.org/f"), ("davs://x.example.org/f", DST)],
-        {"multihop": True},
-        "transfers[0].sources",
-    ),
-    "replicas-with-reuse": ([([SRC, SRC + "b"], DST)], {"reuse": True}, "transfers[0].sources"),
-    "replicas-among-other-files": (
-        [(SRC, DST), ([SRC, ROOT_DST], DST + "b")],
-        {},
-        "transfers[1].sources",
-    ),
-    "reuse-across-storages": (
-        [(SRC, DST), ("davs://other.example.org/f", DST + "b")],
-        {"reuse": True},
-        "transfers[1].sources[0]",
-    ),
-    "tokens-on-some-transfers-only": (
-        [one(source_tokens=["t"], destination_tokens=["t"]), (SRC, DST + "b")],
-        {},
-        "transfers[1].source_tokens",
-    ),
-    "duplicate-destination": ([(SRC, DST), (SRC + "b", DST)], {}, "transfers[1].destinations[0]"),
-    # job parameters
-    "unknown-param": ([(SRC, DST)], {"max_time_in_que": 2}, "job_params.max_time_in_que"),
-    "deletion-job": ([(SRC, DST)], {"delete": [SRC]}, "job_params.delete"),
-    "old-space-token-name": ([(SRC, DST)], {"spacetoken": "T"}, "job_params.spacetoken"),
-    "per-file-field-as-param": ([(SRC, DST)], {"activity": "x"}, "job_params.activity"),
-    "verify-checksum-word": (
-        [(SRC, DST)],
-        {"verify_checksum": "bogus"},
-        "job_params.verify_checksum",
-    ),
-    "priority-out-of-range": ([(SRC, DST)], {"priority": 10}, "job_params.priority"),
-    "priority-a-string": ([(SRC, DST)], {"priority": "high"}, "job_params.priority"),
-    "retry-below-minus-one": ([(SRC, DST)], {"retry": -2}, "job_params.retry"),
-    "retry-a-string": ([(SRC, DST)], {"retry": "many"}, "job_params.retry"),
-    "retry-delay-negative": ([(SRC, DST)], {"retry_delay": -1}, "job_params.retry_delay"),
-    "queue-time-no-unit": (
-        [(SRC, DST)],
-        {"max_time_in_queue": "6"},
-        "job_params.max_time_in_queue",
-    ),
-    "queue-time-zero": ([(SRC, DST)], {"max_time_in_queue": 0}, "job_params.max_time_in_queue"),
-    "queue-time-negative": (
-        [(SRC, DST)],
-        {"max_time_in_queue": timedelta(hours=-1)},
-        "job_params.max_time_in_queue",
-    ),
-    "queue-time-fraction": (
-        [(SRC, DST)],
-        {"max_time_in_queue": "1.5h"},
-        "job_params.max_time_in_queue",
-    ),
-    "queue-time-a-float": (
-        [(SRC, DST)],
-        {"max_time_in_queue": 1.5},
-        "job_params.max_time_in_queue",
-    ),
-    "bring-online-zero": ([(SRC, DST)], {"bring_online": 0}, "job_params.bring_online"),
-    "bring-online-a-string": ([(SRC, DST)], {"bring_online": "3600"}, "job_params.bring_online"),
-    "timeout-fraction-of-second": (
-        [(SRC, DST)],
-        {"timeout": timedelta(milliseconds=500)},
-        "job_params.timeout",
-    ),
-    "nostreams-zero": ([(SRC, DST)], {"nostreams": 0}, "job_params.nostreams"),
-    "space-token-empty": (
-        [(SRC, DST)],
-        {"destination_spacetoken": ""},
-        "job_params.destination_spacetoken",
-    ),
-    "flag-not-a-bool": ([(SRC, DST)], {"overwrite": "Y"}, "job_params.overwrite"),
-    "job-metadata-a-list": ([(SRC, DST)], {"job_metadata": [1]}, "job_params.job_metadata"),
-    "job-metadata-too-big": (
-        [(SRC, DST)],
-        {"job_metadata": {"blob": "x" * 2048}},
-        "job_params.job_metadata",
-    ),
-    "sid-not-a-string": ([(SRC, DST)], {"sid": 42}, "job_params.sid"),
-    "deterministic-without-sid": (
-        [(SRC, DST)],
-        {"id_generator": "deterministic"},
-        "job_params.sid",
-    ),
-    "sid-with-standard-ids": (
-        [(SRC, DST)],
-        {"id_generator": "standard", "sid": "s"},
-        "job_params.sid",
-    ),
-    "unknown-id-generator": ([(SRC, DST)], {"id_generator": "random"}, "job_params.id_generator"),
-    "incompatible-overwrites": (
-        [(SRC, DST)],
-        {"overwrite": True, "overwrite_on_retry": True},
-        "job_params.overwrite_on_retry",
-    ),
-    "overwrite-hop-without-multihop": (
-        [(SRC, DST)],
-        {"overwrite_hop": True},
-        "job_params.overwrite_hop",
-    ),
-    "overwrite-on-disk-without-archive-timeout": (
-        [(SRC, DST)],
-        {"overwrite_when_only_on_disk": True},
-        "job_params.overwrite_when_only_on_disk",
-    ),
-    "overwrite-on-disk-to-non-http": (
-        [(SRC, ROOT_DST)],
-        {"overwrite_when_only_on_disk": True, "archive_timeout": 3600},
-        "transfers[0].destinations[0]",
-    ),
-    "multihop-with-reuse": (
-        hops(SRC, "davs://x.example.org/f", DST),
-        {"multihop": True, "reuse": True},
-        "job_params.reuse",
-    ),
-    "ipv4-and-ipv6": ([(SRC, DST)], {"ipv4": True, "ipv6": True}, "job_params.ipv6"),
-}
-
-
-@pytest.mark.parametrize(("transfers", "params", "field"), RULES.values(), ids=RULES.keys())
-def test_each_rule_names_the_field_and_the_fix(transfers, params, field):
-    error = refused(transfers, **params)
-
-    assert error.field == field
-    assert error.problem
-    assert error.fix
-
-
-def test_an_unknown_parameter_is_answered_with_the_closest_name():
-    assert "max_time_in_queue" in refused([(SRC, DST)], max_time_in_que=2).fix
-
-
-def test_an_unknown_transfer_key_is_answered_with_the_closest_name():
-    assert "'destination_tokens'" in refused([one(destination_token="t")]).fix
-
-
-def test_a_short_adler32_value_is_answered_with_the_padded_value():
-    assert "adler32:00000abc" in refused([one(checksum="adler32:abc")]).fix
-
-
-def test_unknown_checksum_algorithms_are_allowed_with_a_hex_value():
-    document = build_submission([one(checksum="SHA256:" + "ab" * 32)])
-
-    assert document["files"][0]["checksum"] == "SHA256:" + "ab" * 32
-
-
-def test_overwrite_hop_and_overwrite_when_only_on_disk_may_go_together():
-    path = hops("root://tape.example.org//f", "davs://buffer.example.org/f", DST)
-
-    params = build_submission(
-        path,
-        multihop=True,
-        overwrite_hop=True,
-        overwrite_when_only_on_disk=True,
-        archive_timeout=3600,
-    )["params"]
-
-    assert params["overwrite_hop"] and params["overwrite_when_only_on_disk"]
-
-
-def test_only_the_last_hop_must_be_a_tape_rest_endpoint():
-    path = hops("root://a.example.org//f", "root://b.example.org//f", DST)
-
-    build_submission(path, multihop=True, overwrite_when_only_on_disk=True, archive_timeout=60)
-
-
-@pytest.mark.parametrize("name", [f.name for f in JobParams.__dataclass_fields__.values()])
-def test_every_job_parameter_is_checked(name):
-    with pytest.raises(FTSValidationError) as caught:
-        JobParams(**{name: object()})
-
-    assert caught.value.field == f"job_params.{name}"
 
 
 # -- deterministic ids ----------------------------------------------------------------------

@@ -102,6 +102,19 @@ def test_recoverable_failure_is_retried_then_succeeds(store, engine, clock, user
     assert entry["file"]["file_state"] == "FINISHED"
 
 
+def test_fail_jobs_fails_the_first_job_and_lets_a_resubmission_succeed(store, engine, clock, user):
+    destination = {"transfer_errno": errno.ETIMEDOUT, "fail_jobs": 1}
+    first = submit(store, user, pair("f", dest=destination), retry=-1)
+    run(engine, clock, 3)
+    second = submit(store, user, pair("f", dest=destination), retry=-1)
+    run(engine, clock, 3)
+
+    [failed] = store.get_files(first, user)
+    [finished] = store.get_files(second, user)
+    assert (failed["file_state"], failed["recoverable"]) == ("FAILED", True)
+    assert finished["file_state"] == "FINISHED"
+
+
 def test_retries_run_out(store, engine, clock, user):
     job_id = submit(store, user, pair("f", dest={"transfer_errno": errno.ETIMEDOUT}), retry=2)
 

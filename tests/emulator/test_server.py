@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from airflow_provider_fts.testing.environment import TEST_TOKEN, USER_DN, FTSTestPKI
+from airflow_provider_fts.testing.environment import USER_DN, FTSTestPKI
 from airflow_provider_fts.testing.server import FTSEmulator
 
 PROXY_CERT_INFO = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")
@@ -170,28 +170,28 @@ def test_root_is_granted_every_level_and_reaches_every_job(
 
 
 def test_token_user_is_oauth2_without_delegation(
-    fts_emulator: FTSEmulator, fts_pki: FTSTestPKI
+    fts_emulator: FTSEmulator, fts_pki: FTSTestPKI, fts_token: str
 ) -> None:
-    user = Client(fts_emulator, fts_pki, token=TEST_TOKEN)
+    user = Client(fts_emulator, fts_pki, token=fts_token)
 
     whoami = user.get("/whoami").json()
     # 3.13 reads params directly for its token checks: a token submission must carry them.
     submitted = user.post("/jobs", json={**JOB, "params": {}})
 
     assert whoami["method"] == "oauth2" and whoami["user_dn"] == "token-user"
-    expected = hashlib.sha1(b"https://iam.example.org/token-user").hexdigest()[:16]
+    assert whoami["vos"] == ["dteam"]  # the built-in issuer's configured VO
+    expected = hashlib.sha1(b"https://iam.example.orgtoken-user").hexdigest()[:16]
     assert whoami["delegation_id"] == expected
     assert submitted.status_code == 200
 
 
-def test_unknown_token_gets_the_middleware_html_page(
+def test_an_unknown_token_is_ignored_not_refused(
     fts_emulator: FTSEmulator, fts_pki: FTSTestPKI
 ) -> None:
     answer = Client(fts_emulator, fts_pki, token="stolen").get("/whoami")
 
-    assert answer.status_code == 403
-    assert answer.headers["Content-Type"].startswith("text/html")
-    assert "Invalid credentials" in answer.text
+    assert answer.status_code == 200
+    assert answer.json()["method"] == "unauthenticated"
 
 
 def test_anonymous_caller_may_ask_who_it_is_but_not_list_jobs(

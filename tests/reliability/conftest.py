@@ -1,36 +1,21 @@
-"""Shared pieces of the reliability suites: the Airflow test environment, connections, task tries.
-
-``tests.airflow.conftest`` sets AIRFLOW_HOME (and the DAG folder) before anything imports
-Airflow; importing it first here gives these suites the same isolated Airflow, whether they
-run alone or after ``tests/airflow``.
-"""
+"""Shared pieces of the reliability suites: the isolated Airflow, connections, task tries."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import time
-from dataclasses import dataclass, field
+from tests.airflow_env import isolate_airflow
 
-import pytest
+EXAMPLE_DAGS = isolate_airflow()  # before anything imports Airflow
 
-from airflow_provider_fts.client.states import JobState
-from tests.airflow.conftest import EXAMPLE_DAGS  # sets AIRFLOW_HOME before Airflow is imported
+import functools  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
 
+import pytest  # noqa: E402
 
-@dataclass
-class TaskTry:
-    """The task-instance fields FTSSubmitOperator reads, for one try of one task."""
+from tests import tasks  # noqa: E402
 
-    try_number: int
-    run_id: str
-    dag_id: str = "reliability"
-    task_id: str = "submit"
-    map_index: int = -1
-    xcoms: dict = field(default_factory=dict)
-
-    def xcom_push(self, key, value):
-        self.xcoms[key] = value
+#: Task tries of their own DAG id, so their deterministic job ids never meet tests/airflow's.
+TaskTry = functools.partial(tasks.TaskTry, dag_id="reliability")
 
 
 @pytest.fixture
@@ -56,12 +41,3 @@ def load_example_dag(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return next(v for v in vars(module).values() if type(v).__name__ == "DAG")
-
-
-def wait_terminal(hook, job_id: str, timeout: float = 10.0) -> str:
-    """The job's final state, polled until it has one."""
-    deadline = time.monotonic() + timeout
-    while not JobState.parse(state := hook.get_job(job_id)["job_state"]).is_terminal:
-        assert time.monotonic() < deadline, f"job {job_id} stayed {state}"
-        time.sleep(0.1)
-    return state

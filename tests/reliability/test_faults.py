@@ -27,7 +27,8 @@ from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
-from tests.reliability.conftest import TaskTry, load_example_dag, wait_terminal
+from tests.reliability.conftest import TaskTry, load_example_dag
+from tests.tasks import only_event, wait_terminal
 
 REPLICATED = ("run-001.root", "run-002.root", "run-003.root")
 QUICK = ("mock://src.example/q?size=1024", "mock://dst.example/q-{n}?time=0.2")
@@ -70,12 +71,6 @@ def quick(n: str) -> tuple[str, str]:
 
 def staged(n: str) -> tuple[str, str]:
     return STAGED[0], STAGED[1].format(n=n)
-
-
-async def only_event(trigger: FTSJobTrigger) -> dict:
-    events = [event async for event in trigger.run()]
-    assert len(events) == 1
-    return events[0].payload
 
 
 # --------------------------------------------------------------------------- whole DAG runs

@@ -18,6 +18,7 @@ import pytest
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.server import FTSEmulator
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
+from tests.tasks import trigger_events
 
 JOBS = 1000
 FILE_SIZE = 1024
@@ -96,11 +97,8 @@ async def wait_all(hook: FTSHook, submitted: dict[str, str]) -> tuple[list[dict]
     The "canceled" jobs are canceled once the triggers have polled them at least once.
     """
 
-    async def only_event(trigger: FTSJobTrigger) -> list[dict]:
-        return [event.payload async for event in trigger.run()]
-
     triggers = [FTSJobTrigger(job_ids=[j], poll_interval=POLL_SECONDS) for j in submitted]
-    tasks = [asyncio.create_task(only_event(t)) for t in triggers]
+    tasks = [asyncio.create_task(trigger_events(t)) for t in triggers]
     poller = await hook.aget_poller()
     while poller.rounds < 1:
         await asyncio.sleep(0.05)

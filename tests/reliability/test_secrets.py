@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_fts.testing.environment import TEST_TOKEN
 from tests.reliability.conftest import load_example_dag
 
 PASSPHRASE = "tr0ub4dor&3-passphrase"
@@ -75,7 +74,7 @@ CONNECTIONS = ("proxy-pem", "cert-and-encrypted-key-pem", "token")
 
 
 @pytest.fixture(params=CONNECTIONS)
-def inline_connection(request, connect, fts_pki) -> tuple[str, set[str]]:
+def inline_connection(request, connect, fts_pki, fts_token) -> tuple[str, set[str]]:
     """(kind, the secrets that must not leak) with fts_default holding them inline."""
     kind = request.param
     proxy, user = fts_pki.voms_proxy, fts_pki.user
@@ -90,8 +89,8 @@ def inline_connection(request, connect, fts_pki) -> tuple[str, set[str]]:
             x509_key_passphrase=PASSPHRASE,
         )
         return kind, secret_lines(encrypted, user.key_pem.bytes()) | {PASSPHRASE}
-    connect(TEST_TOKEN)
-    return kind, {TEST_TOKEN}
+    connect(fts_token)
+    return kind, {fts_token}
 
 
 def prepare(name: str, fts_storage, tmp_path) -> dict:

@@ -2,7 +2,8 @@
 
 ``idp`` starts ``tests/tokens/idp/server.mjs`` once per session over HTTPS with a host
 certificate of the test PKI, after ``npm ci`` if its ``node_modules`` is missing (``.ci/run``
-installs it ahead). Tests skip when no ``node``/``npm`` is on the PATH.
+installs it ahead). Without ``node``/``npm`` on the PATH the tests FAIL, saying so: CI has
+Node, and a silent skip would hide every token test.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 import requests
 
 from airflow_provider_fts.client.oidc import OIDCSettings, reset_token_sources
-from airflow_provider_fts.testing import pki
+from airflow_provider_fts.testing.environment import FTSTestPKI
 
 IDP_DIR = Path(__file__).parent / "idp"
 ROBOT_SECRET = "robot-secret-for-tests"  # a throw-away secret of the test IdP
@@ -95,13 +96,18 @@ def _install(npm: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def idp(pki_ca: pki.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdP]:
+def idp(fts_pki: FTSTestPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdP]:
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
-        pytest.skip("the token tests need Node.js (node and npm) for their identity provider")
+        pytest.fail(
+            "the token tests need Node.js 18+ (node and npm on the PATH) to run their identity "
+            "provider, panva's oidc-provider: install Node.js, then `npm ci --prefix "
+            "tests/tokens/idp` (.ci/run does both ahead)",
+            pytrace=False,
+        )
     _install(npm)
     directory = tmp_path_factory.mktemp("idp")
-    host = pki_ca.issue_host_cert("localhost", "127.0.0.1")
+    host = fts_pki.host  # a localhost host certificate of the session's test CA
     env = dict(
         os.environ,
         IDP_CERT=str(host.chain_pem.write_to_path(directory / "cert.pem")),
@@ -109,7 +115,7 @@ def idp(pki_ca: pki.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Id
         IDP_ROBOT_SECRET=ROBOT_SECRET,
         IDP_SHORT_TTL=str(SHORT_TTL),
     )
-    ca_file = str(pki_ca.cert_pem.write_to_path(directory / "ca.pem", mode=0o644))
+    ca_file = str(fts_pki.ca.cert_pem.write_to_path(directory / "ca.pem", mode=0o644))
     process = subprocess.Popen(
         [node, "server.mjs"], cwd=IDP_DIR, env=env, stdout=subprocess.PIPE, text=True
     )

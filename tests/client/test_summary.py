@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from airflow_provider_fts.client.states import summarize_jobs
+from airflow_provider_fts.client.states import (
+    all_terminal,
+    progress_line,
+    stored_url_key,
+    summarize_jobs,
+)
 from tests.recorded import RECORDED
 
 ARCHIVED = RECORDED / "152-archive-get.json"
@@ -63,3 +68,34 @@ def test_archived_files_tell_recoverability_by_current_failures():
     (failed,) = summarize_jobs([job])["failed_files"]
 
     assert failed["recoverable"] is True
+
+
+def test_a_staging_root_url_matches_its_stored_form_with_the_activity_appended():
+    submitted = "root://eos.example//tape/f?svcClass=t1"
+
+    stored = f"{submitted}&activity=default"
+
+    assert stored_url_key(stored) == stored_url_key(submitted)
+    assert stored_url_key("root://eos.example//tape/g?activity=default") == (
+        "root://eos.example//tape/g"
+    )
+
+
+def test_other_schemes_compare_as_submitted():
+    url = "davs://site.example/f?activity=default"
+
+    assert stored_url_key(url) == url
+
+
+def test_progress_line_and_all_terminal_read_a_summary():
+    job = {
+        "job_id": "abcdef0123",
+        "job_state": "ACTIVE",
+        "files": [file_record("FINISHED", filesize=10, tx_duration=1), file_record("ACTIVE")],
+    }
+
+    summary = summarize_jobs([job])
+
+    assert not all_terminal(summary)
+    assert progress_line(summary).startswith("FTS: 1/2 files done (10 bytes")
+    assert all_terminal(summarize_jobs([{**job, "job_state": "FINISHED"}]))

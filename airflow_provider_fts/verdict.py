@@ -1,0 +1,208 @@
+"""The task verdict on FTS jobs: one place that turns a job summary into success or failure.
+
+The operator (``wait_for_completion``), the sensor and both of their trigger callbacks
+call :func:`publish_outcome`; what a user action does to a job is :func:`kill_cancels`.
+The summary itself is :func:`~airflow_provider_fts.client.states.summarize_jobs`.
+
+| Outcome | Operator (can resubmit) | Sensor |
+|---|---|---|
+| every file FINISHED | success | success |
+| a job CANCELED | fail, no retry | fail, no retry |
+| some files copied, ``allow_partial`` | success | success |
+| a recoverable failure left | :class:`FTSRecoverableFailure` (Airflow retries) | fail, no retry |
+| only non-recoverable failures | fail, no retry | fail, no retry |
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_fts.client.states import FileState, JobState, progress_line
+from airflow_provider_fts.links.fts import SUMMARY_KEY
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_FAILED_FILES_LOGGED = 50  # failed files listed in a task log; the XCom summary keeps all
+#: on_kill runs in the worker's SIGTERM handler, and the supervisor sends SIGKILL 5 s later:
+#: the lookup must leave time for the cancel request.
+_STATE_LOOKUP_SECONDS = 3.0
+
+
+class FTSRecoverableFailure(AirflowException):
+    """Files failed that FTS deems recoverable: a normal failure, so Airflow retries the
+    task, and the next try resubmits only the files no job finished."""
+
+
+def timeout_message(job_ids: list[str]) -> str:
+    return f"FTS jobs {job_ids} still running at the deadline; they were left running."
+
+
+def log_failures(summary: Mapping[str, Any], log: Any) -> None:
+    """Each failed file with its reason and whether FTS deems it recoverable."""
+    failed = summary["failed_files"]
+    for entry in failed[:_FAILED_FILES_LOGGED]:
+        log.error(
+            "%s -> %s: %s %s (%s)",
+            entry["source"],
+            entry["destination"],
+            entry["state"],
+            entry["reason"] or "no reason given",
+            "recoverable" if entry["recoverable"] else "not recoverable",
+        )
+    if len(failed) > _FAILED_FILES_LOGGED:
+        log.error("... and %d more failed files", len(failed) - _FAILED_FILES_LOGGED)
+
+
+def is_resendable(entry: Mapping[str, Any]) -> bool:
+    """A failed file a new job may send again: FAILED and recoverable, or CANCELED."""
+    return entry["state"] == FileState.CANCELED or bool(entry["recoverable"])
+
+
+def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, can_resubmit: bool) -> None:
+    """Raise unless the summary is a success (see the table in the module docstring).
+
+    :param summary: A summary of ended jobs (failures of earlier tries included).
+    :param allow_partial: Succeed when at least one file was copied.
+    :param can_resubmit: The task resubmits on retry (the operator), so a recoverable
+        failure is worth a retry; the sensor cannot resubmit.
+    """
+    states = [JobState.parse(s) for s in summary["job_states"].values()]
+    failed = summary["failed_files"]
+    if not failed and all(s is JobState.FINISHED for s in states):
+        return
+    ended = ", ".join(f"{job} {state}" for job, state in summary["job_states"].items())
+    counts = f"{len(failed)} of {summary['files']} files did not transfer"
+    canceled = [job for job, s in summary["job_states"].items() if s == JobState.CANCELED]
+    if canceled:
+        raise AirflowFailException(
+            f"FTS jobs {canceled} were canceled outside this task ({ended}): {counts}. "
+            "Clear the task to resubmit the files that did not finish."
+        )
+    if allow_partial and summary["file_states"].get(FileState.FINISHED):
+        return
+    recoverable = [f for f in failed if f["state"] == FileState.FAILED and f["recoverable"]]
+    if can_resubmit and recoverable:
+        raise FTSRecoverableFailure(
+            f"FTS jobs ended {ended}: {counts}; {len(recoverable)} recoverable, resubmitted "
+            "by the next try."
+        )
+    named = "; ".join(f"{f['destination']}: {f['reason'] or f['state']}" for f in failed[:10])
+    raise AirflowFailException(f"FTS jobs ended {ended}: {counts} (not retried): {named}")
+
+
+def publish_outcome(
+    summary: dict[str, Any],
+    context: Context,
+    *,
+    allow_partial: bool,
+    can_resubmit: bool,
+    log: Any,
+) -> dict[str, Any]:
+    """Push the summary (XCom ``fts_summary``), log the failures, then :func:`check_outcome`.
+
+    Pushed first so that it outlives a failure: a downstream task with
+    ``trigger_rule="all_done"`` can still read which files failed and why.
+
+    :param summary: The jobs' summary.
+    :param context: The task context (its ``ti`` pushes the XCom).
+    :param allow_partial: Succeed when at least one file was copied.
+    :param can_resubmit: Whether a recoverable failure is worth an Airflow retry.
+    :param log: The task's logger.
+    """
+    context["ti"].xcom_push(key=SUMMARY_KEY, value=summary)
+    log_failures(summary, log)
+    check_outcome(summary, allow_partial=allow_partial, can_resubmit=can_resubmit)
+    return summary
+
+
+def summary_of_event(
+    event: Mapping[str, Any] | None, log: Any, *, on_timeout: type[Exception] = AirflowFailException
+) -> dict[str, Any]:
+    """The summary a trigger event carries; its timeout or error raised as an exception.
+
+    :param event: The trigger's event payload.
+    :param log: The task's logger (the final progress line goes there).
+    :param on_timeout: The exception for a deadline (the sensor raises its own).
+    """
+    if not event or event.get("status") not in ("done", "timeout", "error"):
+        raise AirflowException(f"FTSJobTrigger sent an unexpected event: {event!r}")
+    if event["status"] == "timeout":
+        raise on_timeout(event["message"])
+    if event["status"] == "error":
+        raise AirflowException(event["message"])
+    log.info("%s", progress_line(event["summary"]))
+    return event["summary"]
+
+
+# -- what a user action does to the job -------------------------------------------------
+
+
+def kill_cancels(state: str | None) -> bool:
+    """Whether ``on_kill`` should cancel the jobs, from the task instance's state *now*.
+
+    Airflow calls ``on_kill`` for mark-failed, mark-success and clear alike, and after a
+    clear the old trigger's ``on_kill`` may arrive after the new try reused the job. Only a
+    task marked failed is left ``failed`` (a clear leaves it ``None``, ``restarting`` or
+    already the new try's state; mark success leaves ``success``), so only that cancels.
+    An unknown state never cancels: a running transfer is the safer mistake.
+    """
+    return state == "failed"
+
+
+def cancel_if_marked_failed(
+    ti: Any, job_ids: list[str], cancel: Callable[[list[str]], Any], log: Any
+) -> bool:
+    """The worker side of a user action (``on_kill``): cancel the jobs only if the task
+    instance is now ``failed``; returns whether it canceled.
+
+    :param ti: The task instance of the running try (``None``: it never started).
+    :param job_ids: The jobs this try waits for.
+    :param cancel: Cancels jobs by id (the hook's ``cancel_jobs``).
+    :param log: The task's logger.
+    """
+    state = task_state(ti) if ti is not None and job_ids else None
+    if not kill_cancels(state):
+        log.info("FTS jobs %s left running: the task is %s, not marked failed", job_ids, state)
+        return False
+    try:
+        cancel(job_ids)
+    except Exception:
+        log.exception("Could not cancel FTS jobs %s", job_ids)
+        return False
+    log.info("Canceled FTS jobs %s: the task was marked failed", job_ids)
+    return True
+
+
+def task_state(ti: Any) -> str | None:
+    """The task instance's current state, read from the API server; ``None`` when unknown.
+
+    Runs in a thread with a bound: the worker calls ``on_kill`` from its SIGTERM handler,
+    where the supervisor channel may be held by the interrupted main thread.
+    """
+    answer: list[str | None] = []
+    worker = threading.Thread(target=lambda: answer.append(_lookup(ti)), daemon=True)
+    worker.start()
+    worker.join(_STATE_LOOKUP_SECONDS)
+    return answer[0] if answer else None
+
+
+def _lookup(ti: Any) -> str | None:
+    try:
+        lookup = getattr(ti, "get_task_states", None)
+        if lookup is None:  # the triggerer's TaskInstanceDTO: same call, through the SDK
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+            lookup = RuntimeTaskInstance.get_task_states
+        states = lookup(
+            dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id]
+        )
+    except Exception:  # no supervisor (a bare test run) or the API server is unreachable
+        return None
+    key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+    state = (states.get(ti.run_id) or {}).get(key)
+    return None if state is None else str(getattr(state, "value", state))
