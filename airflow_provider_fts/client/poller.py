@@ -206,13 +206,15 @@ class JobPoller:
         token = await bearer.token_async() if bearer is not None else None
         response = await self._request(request, token)
         status, method, path = response.status_code, request.method, request.path
-        if renew_after(bearer, token, method, path, status, _json(response)):
+        body = _json(response)  # decoded once, for the token check and the caller
+        if renew_after(bearer, token, method, path, status, body):
             log.warning("FTS %s %s: the access token was ignored; renewing it once", method, path)
             renewed = await bearer.renew_async(token)  # type: ignore[union-attr]
             response = await self._request(request, renewed)
+            body = _json(response)
         elif status < 300:
             accepted(bearer)
-        return self._decode(request, response)
+        return self._decode(request, response, body)
 
     async def _request(self, request: protocol.Request, token: str | None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else None
@@ -226,7 +228,7 @@ class JobPoller:
                 f"{request.method} {self.endpoint}{request.path}: {error}"
             ) from None
 
-    def _decode(self, request: protocol.Request, response: httpx.Response) -> Any:
+    def _decode(self, request: protocol.Request, response: httpx.Response, body: Any) -> Any:
         if response.status_code >= 300:
             raise error_from_response(
                 response.status_code,
@@ -235,7 +237,7 @@ class JobPoller:
                 method=request.method,
                 path=request.path,
             )
-        return _json(response)
+        return body
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
