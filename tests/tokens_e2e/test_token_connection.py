@@ -15,7 +15,7 @@ from airflow_provider_fts.client.errors import FTSCredentialError, FTSHTTPError
 from airflow_provider_fts.client.oidc import OIDCSettings, jwt_claims, token_source
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.tokens import token_id
-from tests.tokens.conftest import SHORT_TTL
+from tests.tokens.conftest import ROBOT_SECRET, SHORT_TTL
 from tests.tokens_e2e.conftest import slow_clock
 
 
@@ -56,6 +56,22 @@ def test_the_default_audience_is_the_endpoint_and_the_token_never_shows(oidc_con
     shown = " ".join(repr(x) for x in (hook.settings, hook.get_client(), source))
     assert source.token() not in shown
     assert "robot-secret" not in shown
+
+
+def test_every_fetched_token_is_masked_before_it_is_used(
+    oidc_connection, token_emulator, fetched_secrets
+):
+    from airflow.sdk.log import redact
+
+    oidc_connection(storage_tokens=True)
+    hook = FTSHook()
+
+    hook.submit_job([transfer("masked-1")], sid="masked")
+
+    assert len(fetched_secrets) == 3  # the FTS token, a read and a modify token
+    for token in fetched_secrets:
+        assert token not in redact(f"Authorization: Bearer {token}")
+    assert ROBOT_SECRET not in redact(f"secret={ROBOT_SECRET}")
 
 
 def test_a_wrong_secret_fails_before_any_fts_request_naming_the_field(
@@ -173,7 +189,7 @@ def test_a_users_own_storage_tokens_are_kept(oidc_connection, token_emulator, id
         OIDCSettings(
             idp.issuer,
             "fts-robot",
-            client_secret=idp_secret(),
+            client_secret=ROBOT_SECRET,
             scope="storage.read:/own",
             audience="https://src.example",
             verify=idp.ca_file,
@@ -188,12 +204,6 @@ def test_a_users_own_storage_tokens_are_kept(oidc_connection, token_emulator, id
     minted = files["mock://src.example/in/minted"]
     assert kept["src_token_id"] == kept["dst_token_id"] == token_id(own)
     assert token_id(own) not in (minted["src_token_id"], minted["dst_token_id"])
-
-
-def idp_secret() -> str:
-    from tests.tokens.conftest import ROBOT_SECRET
-
-    return ROBOT_SECRET
 
 
 def test_a_users_refresh_token_connection_submits_as_the_user(oidc_connection, token_emulator, idp):
