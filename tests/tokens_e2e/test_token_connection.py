@@ -90,6 +90,20 @@ def test_a_wrong_secret_fails_before_any_fts_request_naming_the_field(
     assert fts_requests(token_emulator) == 0
 
 
+def test_a_token_of_another_audience_is_reported_as_the_audience_field(
+    oidc_connection, token_emulator
+):
+    oidc_connection(oidc_audience="https://another-fts.example.org:8446")
+
+    with pytest.raises(FTSCredentialError) as raised:
+        FTSHook().submit_job([transfer("elsewhere")], sid="other-audience")
+    ok, message = FTSHook().test_connection()
+
+    assert raised.value.field == "oidc_audience"
+    assert not ok and "oidc_audience" in message
+    assert token_emulator.requests["POST /jobs"] == 0
+
+
 def test_a_token_expiring_mid_dag_is_renewed_once_per_lifetime_not_per_call(
     oidc_connection, token_emulator, idp
 ):
