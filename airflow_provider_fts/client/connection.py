@@ -242,7 +242,12 @@ def credential_source(
 def _oidc_settings(
     text: Mapping[str, str], extra: Mapping[str, Any], endpoint: str | None
 ) -> OIDCSettings:
-    """The OIDC client of the connection; its audience defaults to the FTS endpoint."""
+    """The OIDC client of the connection; its audience defaults to the FTS endpoint.
+
+    :param text: the credential extras, as text.
+    :param extra: all extras (``verify`` applies to the issuer too).
+    :param endpoint: ``https://host:port`` of FTS.
+    """
     verify: bool | str = _boolean(extra, "verify", default=True)
     if verify and text.get(OIDC_CA_FILE):
         verify = text[OIDC_CA_FILE]

@@ -235,6 +235,8 @@ class Credentials:
 
         The process shares one :class:`~.oidc.TokenSource` per credential key, so every
         client of this credential asks the issuer once per token lifetime.
+
+        :param settings: the issuer, client and grant (``oidc_*`` extras).
         """
         from airflow_provider_fts.client.oidc import token_source
 

@@ -322,7 +322,10 @@ class FTSHook(BaseHook):
 
 
 def _storage_token_minter(settings: FTSConnectionSettings) -> StorageTokenMinter | None:
-    """The minter of per-file storage tokens, when the connection asks for them."""
+    """The minter of per-file storage tokens, when the connection asks for them.
+
+    :param settings: the connection (its OIDC client and ``storage_tokens``).
+    """
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
 
     oidc = settings.credential.oidc
