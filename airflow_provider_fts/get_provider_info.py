@@ -56,10 +56,59 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Passphrase of an encrypted private key.",
         "schema": _SECRET,
     },
+    # The "Token" group: Airflow 3.3's form has no field groups (a conn-field is only a
+    # label, a description and a schema), so the group is a common label prefix and the
+    # fields' order. "oidc_client_secret" and "oidc_refresh_token" hold sensitive words
+    # ("secret", "token"), so Airflow masks them; the paths and ids hold none.
     "access_token": {
-        "label": "Access token",
-        "description": "OIDC bearer token, instead of an X.509 credential.",
+        "label": "Token: static access token",
+        "description": "An OIDC bearer token used as is (it is not renewed), instead of an "
+        "X.509 credential or the oidc_* fields.",
         "schema": _SECRET,
+    },
+    "oidc_issuer": {
+        "label": "Token: OIDC issuer",
+        "description": "Issuer URL of the identity provider, e.g. https://fts-iam.example.org/; "
+        "tokens are then fetched and renewed by the provider.",
+        "schema": {"type": ["string", "null"], "format": "url"},
+    },
+    "oidc_client_id": {
+        "label": "Token: OIDC client id",
+        "description": "The OAuth2 client registered at the issuer.",
+        "schema": _PATH,
+    },
+    "oidc_client_secret": {
+        "label": "Token: OIDC client secret",
+        "description": "The client's secret: the client-credentials grant (a robot account). "
+        "Stored masked.",
+        "schema": _SECRET,
+    },
+    "oidc_refresh_token": {
+        "label": "Token: OIDC refresh token",
+        "description": "A user's refresh token (e.g. from oidc-agent): the refresh-token grant. "
+        "Stored masked.",
+        "schema": _SECRET,
+    },
+    "oidc_scope": {
+        "label": "Token: OIDC scope",
+        "description": "Space-separated scopes of the FTS token, e.g. 'fts'.",
+        "schema": _PATH,
+    },
+    "oidc_audience": {
+        "label": "Token: OIDC audience",
+        "description": "Audience of the FTS token (default: the endpoint, https://host:port).",
+        "schema": _PATH,
+    },
+    "oidc_ca_file": {
+        "label": "Token: identity provider CA file",
+        "description": "PEM bundle of CAs to verify the issuer (default: the system CAs).",
+        "schema": _PATH,
+    },
+    "storage_tokens": {
+        "label": "Token: mint storage tokens",
+        "description": "Also fetch per-file tokens for the storage endpoints (WLCG "
+        "storage.read/storage.modify scopes, one per directory and endpoint).",
+        "schema": {"type": ["boolean", "null"], "default": False},
     },
     "ca_path": {
         "label": "CA directory",

@@ -42,15 +42,23 @@ class EmulatorInfo:
 
 
 class EmulatorProcess:
-    """A running emulator child process; use as a context manager."""
+    """A running emulator child process; use as a context manager.
 
-    def __init__(self) -> None:
+    :param token_issuer: an issuer URL the emulator trusts for bearer tokens (JWKS fetched).
+    :param issuer_ca: the CA file that verifies the issuer's HTTPS.
+    """
+
+    def __init__(self, token_issuer: str | None = None, issuer_ca: str | None = None) -> None:
+        env = dict(os.environ)
+        if token_issuer:
+            env |= {"FTS_BENCH_TOKEN_ISSUER": token_issuer, "FTS_BENCH_ISSUER_CA": issuer_ca or ""}
         self._process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=REPO,
+            env=env,
         )
         self._lock = threading.Lock()
         self.info = EmulatorInfo(**json.loads(self._process.stdout.readline()))
@@ -207,7 +215,9 @@ def _serve() -> None:
 
     with tempfile.TemporaryDirectory(prefix="fts-bench-emulator-") as workdir:
         pki = make_test_pki(Path(workdir))
-        emulator = FTSEmulator(ca=pki.ca, host_credential=pki.host, ca_dir=pki.ca_dir)
+        emulator = FTSEmulator(
+            ca=pki.ca, host_credential=pki.host, ca_dir=pki.ca_dir, **_token_options()
+        )
         connections = _count_connections(emulator)
         with emulator:
             info = EmulatorInfo(
@@ -218,6 +228,17 @@ def _serve() -> None:
             )
             print(json.dumps(info.__dict__), flush=True)
             _answer_commands(emulator, connections)
+
+
+def _token_options() -> dict[str, Any]:
+    """Trust the issuer the parent named (bench_tokens.py), as a server's [providers] entry."""
+    issuer = os.environ.get("FTS_BENCH_TOKEN_ISSUER")
+    if not issuer:
+        return {}
+    from airflow_provider_fts.testing.tokens import TrustedIssuer
+
+    verify = os.environ.get("FTS_BENCH_ISSUER_CA") or True
+    return {"token_issuers": [TrustedIssuer(issuer)], "jwks_verify": verify}
 
 
 def _answer_commands(emulator, connections: Callable[[bool], int]) -> None:

@@ -13,10 +13,11 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from airflow_provider_fts.client import protocol
+from airflow_provider_fts.client.bearer import token_ignored_error
 from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.client.delegation import (
     DEFAULT_DELEGATION_LIFETIME,
@@ -37,48 +38,31 @@ from airflow_provider_fts.client.errors import (
     NotFound,
     TryAgain,
 )
-from airflow_provider_fts.client.protocol import check_id, files_params
-from airflow_provider_fts.client.submission import BASE_ID, build_submission, expected_job_id
+from airflow_provider_fts.client.protocol import (
+    DEFAULT_PORT,
+    check_id,
+    files_params,
+    normalise_endpoint,
+)
+from airflow_provider_fts.client.submission import (
+    BASE_ID,
+    JobParams,
+    Transfer,
+    build_submission,
+    expected_job_id,
+)
 from airflow_provider_fts.client.transport import RetryPolicy, Transport
+
+if TYPE_CHECKING:
+    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
 
 __all__ = ["DEFAULT_PORT", "FTSClient", "normalise_endpoint"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULT_PORT = 8446
 #: What FTS answers a delegation that lost a race with another one for the same id.
 _DELEGATION_RACE = ("does not match the stored", "No credential cache found")
-
-
-def normalise_endpoint(endpoint: str, *, port: int | None = None, field: str = "endpoint") -> str:
-    """``host``, ``host:port`` or ``https://host[:port]`` -> ``https://host:port``.
-
-    ``port`` applies when the endpoint names none; ``field`` is the name errors give
-    the endpoint (a connection calls it ``host``).
-    """
-    text = (endpoint or "").strip().rstrip("/")
-    if not text:
-        raise FTSValidationError(
-            field, "is empty.", "Give the FTS REST endpoint, e.g. https://fts3.example.org:8446."
-        )
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    if parts.scheme != "https" or not parts.hostname:
-        raise FTSValidationError(
-            field,
-            f"{endpoint!r} is not an https URL of an FTS REST server.",
-            "Use https://<host>:8446 (FTS REST speaks HTTPS only).",
-        )
-    if parts.path not in ("", "/"):
-        raise FTSValidationError(
-            field,
-            f"{endpoint!r} has a path ({parts.path}).",
-            "Give only the scheme, host and port, e.g. https://fts3.example.org:8446.",
-        )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}:{parts.port or port or DEFAULT_PORT}"
 
 
 class FTSClient:
@@ -98,6 +82,7 @@ class FTSClient:
     :param delegation_check_interval: Seconds between checks of the server's delegation.
     :param user_agent: The User-Agent header (ours by default).
     :param delegation_cache: What clients know of delegations (a shared one by default).
+    :param storage_tokens: Mints per-file storage tokens for transfers without their own.
     """
 
     def __init__(
@@ -114,6 +99,7 @@ class FTSClient:
         delegation_check_interval: float = 300.0,
         user_agent: str | None = None,
         delegation_cache: DelegationCache | None = None,
+        storage_tokens: StorageTokenMinter | None = None,
     ) -> None:
         self.endpoint = normalise_endpoint(endpoint)
         self.credentials = (
@@ -126,11 +112,12 @@ class FTSClient:
             self.endpoint,
             self.credentials.ssl_context(self.trust),
             trust=self.trust,
-            token=self.credentials.token,
+            bearer=self.credentials.bearer,
             timeout=timeout,
             retry=RetryPolicy(retries=retries, backoff=backoff),
             user_agent=user_agent,
         )
+        self.storage_tokens = storage_tokens
         self._lock = threading.RLock()
         self._whoami: dict | None = None
         cache = SHARED_DELEGATIONS if delegation_cache is None else delegation_cache
@@ -159,7 +146,10 @@ class FTSClient:
         with self._lock:
             if self._whoami is None or refresh:
                 self.credentials.check_usable("status")
-                self._whoami = self._get("/whoami")
+                identity = self._get("/whoami")
+                if self.uses_token and identity.get("method") == "unauthenticated":
+                    raise token_ignored_error(self.credentials.field)
+                self._whoami = identity
             return self._whoami
 
     @property
@@ -272,7 +262,9 @@ class FTSClient:
         lost on the way back, or a 502/503/504, is resolved by looking the job up and
         sending it again only when FTS does not hold it: never by a blind resubmit.
         A ``sid`` FTS already holds returns that job's id (409 is not a failure). A 419
-        leads to one delegation check (and renewal) and one retry.
+        leads to one delegation check (and renewal) and one retry. With storage tokens,
+        transfers without their own tokens get them, one token request per directory,
+        endpoint and operation.
         """
         job_params.setdefault("id_generator", "deterministic")
         deterministic = job_params["id_generator"] == "deterministic"
@@ -280,9 +272,16 @@ class FTSClient:
             job_params["sid"] = sid = sid or uuid.uuid4().hex
         elif sid is not None:
             job_params["sid"] = sid
-        document = build_submission(transfers, **job_params)
+        if self.storage_tokens is None:
+            document = build_submission(transfers, **job_params)
+        else:
+            transfers = [Transfer.coerce(transfer, i) for i, transfer in enumerate(transfers)]
+            JobParams.from_mapping(job_params)  # bad input fails before any token request
         self.credentials.check_usable("submit")
         expected = self.expected_job_id(sid) if deterministic else None
+        if self.storage_tokens is not None:
+            # After whoami: a wrong client secret fails on the FTS token, named, first.
+            document = build_submission(self.storage_tokens.with_tokens(transfers), **job_params)
         self.ensure_delegation()
         try:
             return self._post_job(document, expected)

@@ -3,8 +3,8 @@
 A connection is a host, a port, a password and a dict of extras, wherever it comes from
 (an Airflow connection, a config file). :meth:`FTSConnectionSettings.from_connection`
 checks every field and reports a mistake by name with its fix, before any request.
-The credential is one of a fixed set of field combinations (:data:`CREDENTIAL_COMBINATIONS`);
-any other combination is refused with the rule it breaks.
+The credential is one of a fixed set of field combinations (:data:`CREDENTIAL_COMBINATIONS`,
+in :mod:`.credential_table`); any other combination is refused with the rule it breaks.
 """
 
 from __future__ import annotations
@@ -14,8 +14,24 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_fts.client.credential_table import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CREDENTIAL_COMBINATIONS,
+    CREDENTIAL_FIELDS,
+    ISSUER,
+    OIDC_CA_FILE,
+    PASSPHRASE,
+    REFRESH_TOKEN,
+    SCOPE,
+    STORAGE_TOKENS,
+    TOKEN,
+    Kind,
+    credential_kind,
+)
 from airflow_provider_fts.client.credentials import (
     CERT_FILE,
     CERT_PEM,
@@ -32,7 +48,8 @@ from airflow_provider_fts.client.delegation import (
     DEFAULT_RENEW_BELOW,
     DelegationPolicy,
 )
-from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidationError
+from airflow_provider_fts.client.oidc_wire import OIDCSettings
 from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 
 if TYPE_CHECKING:
@@ -52,113 +69,9 @@ MONITORING_URL = "https://{host}:8449/fts3/ftsmon/#/job/{{job_id}}"
 DEFAULT_TIMEOUT = 60.0
 MAX_CONNECT_TIMEOUT = 10.0
 
-TOKEN = "access_token"
-PASSPHRASE = "x509_key_passphrase"
-
 #: Fields renamed before 0.1.0: Airflow hid the path in ``x509_proxy`` (its name holds
 #: "proxy"), and showed the key in ``x509_key_pem`` (no sensitive word in its name).
 RENAMED_FIELDS = {"x509_proxy": PROXY_FILE, "x509_key_pem": KEY_PEM}
-
-Kind = Literal["token", "proxy_file", "proxy_pem", "certificate", "environment"]
-
-#: Every allowed set of credential fields (besides the passphrase) and what it makes.
-CREDENTIAL_COMBINATIONS: dict[frozenset[str], Kind] = {
-    frozenset({TOKEN}): "token",
-    frozenset({PROXY_FILE}): "proxy_file",
-    frozenset({PROXY_PEM}): "proxy_pem",
-    frozenset({CERT_FILE, KEY_FILE}): "certificate",
-    frozenset({CERT_FILE}): "certificate",  # the key in the same file
-    frozenset({CERT_PEM, KEY_PEM}): "certificate",
-    frozenset({CERT_FILE, KEY_PEM}): "certificate",
-    frozenset({CERT_PEM, KEY_FILE}): "certificate",
-    frozenset(): "environment",  # X509_USER_PROXY, /tmp/x509up_u<uid>, X509_USER_CERT
-}
-
-_PROXIES = frozenset({PROXY_FILE, PROXY_PEM})
-_CERTS = frozenset({CERT_FILE, CERT_PEM})
-_KEYS = frozenset({KEY_FILE, KEY_PEM})
-_X509 = _PROXIES | _CERTS | _KEYS | {PASSPHRASE}
-
-
-@dataclass(frozen=True)
-class _Refusal:
-    """A rule broken by a combination: ``named`` (the field blamed) with ``others``
-    (any of them; empty: no condition) and without any of ``missing``."""
-
-    named: frozenset[str]
-    others: frozenset[str]
-    missing: frozenset[str]
-    problem: str
-    fix: str
-
-    def blames(self, present: frozenset[str]) -> str | None:
-        blamed = sorted(self.named & present)
-        if not blamed or (self.others and not self.others & present):
-            return None
-        return None if self.missing & present else blamed[0]
-
-
-_NOTHING: frozenset[str] = frozenset()
-_ONE_OR_OTHER = "Give it as a path or as PEM text, not both."
-# Checked in order on a combination that CREDENTIAL_COMBINATIONS does not hold.
-_REFUSALS = (
-    _Refusal(
-        _X509,
-        frozenset({TOKEN}),
-        _NOTHING,
-        "is set together with an access token; FTS would use the token only.",
-        "Remove the X.509 extras or the token.",
-    ),
-    _Refusal(
-        frozenset({PROXY_PEM}),
-        frozenset({PROXY_FILE}),
-        _NOTHING,
-        f"is set together with {PROXY_FILE!r}.",
-        _ONE_OR_OTHER,
-    ),
-    _Refusal(
-        _CERTS | _KEYS,
-        _PROXIES,
-        _NOTHING,
-        "is set together with a proxy; a connection uses one credential.",
-        "Keep either the proxy or the certificate and key.",
-    ),
-    _Refusal(
-        frozenset({PASSPHRASE}),
-        _PROXIES,
-        _NOTHING,
-        "is set together with a proxy, whose key is never encrypted.",
-        "Remove the passphrase.",
-    ),
-    _Refusal(
-        frozenset({CERT_PEM}),
-        frozenset({CERT_FILE}),
-        _NOTHING,
-        f"is set together with {CERT_FILE!r}.",
-        _ONE_OR_OTHER,
-    ),
-    _Refusal(
-        frozenset({KEY_PEM}),
-        frozenset({KEY_FILE}),
-        _NOTHING,
-        f"is set together with {KEY_FILE!r}.",
-        _ONE_OR_OTHER,
-    ),
-    _Refusal(
-        _KEYS | {PASSPHRASE},
-        _NOTHING,
-        _CERTS,
-        "is set but no certificate is.",
-        f"Add {CERT_FILE!r} (a path) or {CERT_PEM!r} (the PEM text).",
-    ),
-    _Refusal(
-        frozenset({CERT_PEM}),
-        _NOTHING,
-        _KEYS,
-        "has no private key with it (pasted keys go in their own, masked field).",
-        f"Add {KEY_PEM!r} (the key's PEM text) or {KEY_FILE!r} (its path).",
-    ),
-)
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
@@ -180,17 +93,23 @@ class CredentialSource:
     key_pem: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    oidc: OIDCSettings | None = None  # its repr hides the secret and the refresh token
+    storage_tokens: bool = False
 
     @property
     def inline_secrets(self) -> list[str]:
         """The secrets held in the connection itself (not in files)."""
-        values = (self.proxy_pem, self.key_pem, self.passphrase, self.token)
+        values = [self.proxy_pem, self.key_pem, self.passphrase, self.token]
+        if self.oidc is not None:
+            values += [self.oidc.client_secret, self.oidc.refresh_token]
         return [v for v in values if v]
 
     def load(self) -> tuple[Credentials, list[str]]:
         """The credential, and the private keys read from files (to be masked). Blocking."""
         if self.kind == "token":
             return Credentials.from_token(self.token or ""), []
+        if self.kind == "oidc" and self.oidc is not None:
+            return Credentials.from_oidc(self.oidc), []
         if self.kind == "proxy_pem":
             return Credentials.from_pem(proxy_pem=self.proxy_pem), []
         if self.kind == "proxy_file":
@@ -215,6 +134,8 @@ class CredentialSource:
         for path in (self.proxy_path, self.cert_path, self.key_path):
             parts.append(f"{path}@{_mtime(path)}" if path else "")
         parts += [self.proxy_pem or "", self.cert_pem or "", self.key_pem or "", self.token or ""]
+        # One OIDC credential key, one poller: a changed secret is adopted, not a new key.
+        parts.append(repr(self.oidc.key) if self.oidc is not None else "")
         if self.kind == "environment":
             parts += [os.environ.get(v, "") for v in ("X509_USER_PROXY", "X509_USER_CERT")]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()
@@ -249,7 +170,7 @@ class FTSConnectionSettings:
         endpoint, hostname = _endpoint(host, port)
         return cls(
             endpoint=endpoint,
-            credential=credential_source(password, extra),
+            credential=credential_source(password, extra, endpoint),
             verify=_boolean(extra, "verify", default=True),
             ca_path=extra.get("ca_path"),
             ca_file=extra.get("ca_file"),
@@ -283,22 +204,26 @@ class FTSConnectionSettings:
         return f"{self.endpoint}|{trust}|{self.credential.fingerprint()}"
 
 
-def credential_source(password: str | None, extra: Mapping[str, Any]) -> CredentialSource:
+def credential_source(
+    password: str | None, extra: Mapping[str, Any], endpoint: str | None = None
+) -> CredentialSource:
     """The credential a connection names: one row of :data:`CREDENTIAL_COMBINATIONS`.
 
     :param password: The connection's password field (a bearer token, if set).
     :param extra: The connection's extras, without empty values.
+    :param endpoint: ``https://host:port`` of FTS: the default audience of OIDC tokens.
     """
     token = password or extra.get(TOKEN)
     if password and extra.get(TOKEN) and password != extra[TOKEN]:
         raise FTSValidationError(
             f"extra {TOKEN!r}", "differs from the token in the password field.", "Keep one."
         )
-    present = frozenset(key for key in _X509 if key in extra) | ({TOKEN} if token else set())
-    kind = CREDENTIAL_COMBINATIONS.get(present - {PASSPHRASE})
-    if kind is None or (PASSPHRASE in present and kind != "certificate"):
-        raise _refusal(present)
-    text = {key: str(extra[key]) for key in present & _X509}
+    present = frozenset(key for key in CREDENTIAL_FIELDS if key in extra)
+    if STORAGE_TOKENS in present and not _boolean(extra, STORAGE_TOKENS, default=False):
+        present -= {STORAGE_TOKENS}  # storage_tokens=false is no option at all
+    present |= {TOKEN} if token else set()
+    kind = credential_kind(present)
+    text = {key: str(extra[key]) for key in present - {TOKEN}}
     return CredentialSource(
         kind,
         proxy_path=text.get(PROXY_FILE),
@@ -309,16 +234,35 @@ def credential_source(password: str | None, extra: Mapping[str, Any]) -> Credent
         key_pem=text.get(KEY_PEM),
         passphrase=text.get(PASSPHRASE),
         token=str(token) if token else None,
+        oidc=_oidc_settings(text, extra, endpoint) if kind == "oidc" else None,
+        storage_tokens=STORAGE_TOKENS in present,
     )
 
 
-def _refusal(present: frozenset[str]) -> FTSValidationError:
-    for rule in _REFUSALS:
-        blamed = rule.blames(present)
-        if blamed:
-            return FTSValidationError(f"extra {blamed!r}", rule.problem, rule.fix)
-    # Unreachable while _REFUSALS covers every combination the table lacks (a test checks).
-    raise AssertionError(f"no rule refuses {sorted(present)}")
+def _oidc_settings(
+    text: Mapping[str, str], extra: Mapping[str, Any], endpoint: str | None
+) -> OIDCSettings:
+    """The OIDC client of the connection; its audience defaults to the FTS endpoint.
+
+    :param text: the credential extras, as text.
+    :param extra: all extras (``verify`` applies to the issuer too).
+    :param endpoint: ``https://host:port`` of FTS.
+    """
+    verify: bool | str = _boolean(extra, "verify", default=True)
+    if verify and text.get(OIDC_CA_FILE):
+        verify = text[OIDC_CA_FILE]
+    try:
+        return OIDCSettings(
+            issuer=text[ISSUER],
+            client_id=text[CLIENT_ID],
+            client_secret=text.get(CLIENT_SECRET),
+            refresh_token=text.get(REFRESH_TOKEN),
+            scope=text.get(SCOPE),
+            audience=text.get(AUDIENCE) or endpoint,
+            verify=verify,
+        )
+    except FTSCredentialError as error:  # the same check, named as the connection names it
+        raise FTSCredentialError(f"extra {error.field!r}", error.problem, error.fix) from None
 
 
 def _without_private_key(cert_pem: str | None) -> str | None:
@@ -353,7 +297,7 @@ def _reject_unknown_keys(extra: Mapping[str, Any]) -> None:
 
 def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
     """``https://host:port`` and the bare host name, from a host with or without a scheme."""
-    from airflow_provider_fts.client.client import normalise_endpoint
+    from airflow_provider_fts.client.protocol import normalise_endpoint
 
     # Airflow 3.3.1 gives 0 for an empty port.
     endpoint = normalise_endpoint(host or "", port=port or None, field="host")

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from airflow_provider_fts.client.bearer import StaticToken
 from airflow_provider_fts.client.certs import (
     PrivateKey,
     chain_not_after,
@@ -33,6 +34,9 @@ from airflow_provider_fts.client.certs import (
     load_pem_chain,
 )
 from airflow_provider_fts.client.errors import FTSCredentialError
+
+if TYPE_CHECKING:
+    from airflow_provider_fts.client.oidc import OIDCSettings, TokenSource
 
 __all__ = [
     "CERT_FILE",
@@ -141,12 +145,15 @@ class Credentials:
         chain: list[x509.Certificate] | None = None,
         private_key: PrivateKey | None = None,
         token: str | None = None,
+        bearer: StaticToken | TokenSource | None = None,
         field: str,
     ) -> None:
         self.kind = kind
         self.chain = chain or []
         self.private_key = private_key
         self.token = token
+        #: Where each request's bearer token comes from (None for X.509 credentials).
+        self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)
         self.field = field
 
     # -- constructors ------------------------------------------------------------------
@@ -221,6 +228,19 @@ class Credentials:
         if not token:
             raise FTSCredentialError("token", "the access token is empty.", "give a token.")
         return cls("token", token=token, field="token")
+
+    @classmethod
+    def from_oidc(cls, settings: OIDCSettings) -> Credentials:
+        """Tokens fetched from an OIDC issuer and renewed before they expire (no request yet).
+
+        The process shares one :class:`~.oidc.TokenSource` per credential key, so every
+        client of this credential asks the issuer once per token lifetime.
+
+        :param settings: the issuer, client and grant (``oidc_*`` extras).
+        """
+        from airflow_provider_fts.client.oidc import token_source
+
+        return cls("token", bearer=token_source(settings), field="oidc_client_secret")
 
     @classmethod
     def from_environment(

@@ -48,6 +48,7 @@ __all__ = [
     "TokenSource",
     "is_anonymous_answer",
     "jwt_claims",
+    "on_new_secret",
     "reset_token_sources",
     "token_source",
 ]
@@ -161,6 +162,8 @@ class TokenSource:
     :param session: the ``requests`` session of the sync path.
     """
 
+    renewable = True  # as opposed to a static token (credentials.StaticToken)
+
     def __init__(
         self,
         settings: OIDCSettings,
@@ -176,6 +179,9 @@ class TokenSource:
         self._token: Token | None = None
         self._grant = _grant_for(settings)
         self.fetches = 0  # token requests made: what the tests and benchmarks count
+        # Set by a client once FTS accepted one of this source's tokens: only then does an
+        # anonymous answer mean "expired" (renew once, retry once), not "never valid".
+        self.worked = False
 
     def __repr__(self) -> str:
         state = "none" if self._token is None else f"expires_at={self._token.expires_at:.0f}"
@@ -242,6 +248,7 @@ class TokenSource:
 
     def _store(self, answer: Answer) -> str:
         # Called with the grant's lock held: one request of this grant at a time.
+        _announce(answer.token.value, answer.refresh_token)  # masked before anyone sees it
         self._token = answer.token
         if answer.refresh_token and self.settings.refresh_token:
             self._grant.refresh_token = answer.refresh_token  # rotated: the old one is spent
@@ -305,6 +312,26 @@ def _unreachable(url: str, exc: Exception) -> FTSConnectionError:
     return FTSConnectionError(
         f"cannot reach the identity provider at {url}: {type(exc).__name__}", maybe_sent=True
     )
+
+
+_SECRET_LISTENERS: list[Callable[[str], None]] = []
+
+
+def on_new_secret(listener: Callable[[str], None]) -> None:
+    """Call ``listener`` with every access token and rotated refresh token fetched from now on.
+
+    A framework registers its log masker here (the Airflow hook: ``mask_secret``), once.
+    :param listener: called before the token is handed to anyone.
+    """
+    if listener not in _SECRET_LISTENERS:
+        _SECRET_LISTENERS.append(listener)
+
+
+def _announce(*secrets: str | None) -> None:
+    for secret in secrets:
+        if secret:
+            for listener in list(_SECRET_LISTENERS):
+                listener(secret)
 
 
 _SOURCES: dict[tuple, TokenSource] = {}

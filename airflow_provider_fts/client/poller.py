@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from airflow_provider_fts.client import protocol
+from airflow_provider_fts.client.bearer import Bearer, StaticToken, accepted, renew_after
 from airflow_provider_fts.client.credentials import Trust
 from airflow_provider_fts.client.errors import FTSConnectionError, FTSError, error_from_response
 
@@ -67,9 +68,10 @@ class JobPoller:
 
     :param endpoint: ``https://host:port`` of the FTS REST server.
     :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
-    :param token: Bearer token, for token credentials.
+    :param token: A static bearer token (the same as ``bearer=StaticToken(token)``).
     :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
     :param timeout: Seconds for one request.
+    :param bearer: Where each request's bearer token comes from (static or OIDC-renewed).
     """
 
     def __init__(
@@ -80,13 +82,15 @@ class JobPoller:
         token: str | None = None,
         trust: Trust | None = None,
         timeout: float = 60.0,
+        bearer: Bearer | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)
         # httpx is given the client's settings when the first request needs it.
         self._settings = {
             "base_url": self.endpoint,
             "verify": ssl_context if ssl_context is not None else True,
-            "headers": protocol.request_headers(f"httpx/{httpx.__version__}", token=token),
+            "headers": protocol.request_headers(f"httpx/{httpx.__version__}"),
             "timeout": timeout,
         }
         self._trust = trust or Trust()
@@ -196,15 +200,35 @@ class JobPoller:
         return exchange.result
 
     async def _send(self, request: protocol.Request) -> Any:
+        """Send one request; a token FTS accepted before and now ignores is renewed once
+        (without blocking the loop) and the request sent once more, as the sync client does."""
+        bearer = self.bearer
+        token = await bearer.token_async() if bearer is not None else None
+        response = await self._request(request, token)
+        status, method, path = response.status_code, request.method, request.path
+        body = _json(response)  # decoded once, for the token check and the caller
+        if renew_after(bearer, token, method, path, status, body):
+            log.warning("FTS %s %s: the access token was ignored; renewing it once", method, path)
+            renewed = await bearer.renew_async(token)  # type: ignore[union-attr]
+            response = await self._request(request, renewed)
+            body = _json(response)
+        elif status < 300:
+            accepted(bearer)
+        return self._decode(request, response, body)
+
+    async def _request(self, request: protocol.Request, token: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            response = await self._client().request(
-                request.method, request.target, json=request.json_body
+            return await self._client().request(
+                request.method, request.target, json=request.json_body, headers=headers
             )
         except httpx.HTTPError as error:
             bad_certificate = protocol.certificate_error(self.endpoint, self._trust, error)
             raise bad_certificate or FTSConnectionError(
                 f"{request.method} {self.endpoint}{request.path}: {error}"
             ) from None
+
+    def _decode(self, request: protocol.Request, response: httpx.Response, body: Any) -> Any:
         if response.status_code >= 300:
             raise error_from_response(
                 response.status_code,
@@ -213,7 +237,7 @@ class JobPoller:
                 method=request.method,
                 path=request.path,
             )
-        return _json(response)
+        return body
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:

@@ -26,7 +26,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_fts import __version__
 from airflow_provider_fts.client.credentials import Trust
@@ -43,6 +43,7 @@ from airflow_provider_fts.client.errors import (
 from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
 
 __all__ = [
+    "DEFAULT_PORT",
     "MAX_IDS_PER_REQUEST",
     "Exchange",
     "Request",
@@ -52,6 +53,7 @@ __all__ = [
     "files_params",
     "job_states",
     "jobs_or_archived",
+    "normalise_endpoint",
     "request_headers",
 ]
 
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 #: Ids per request: FTS sets no limit, but URLs must stay well under 8 KiB.
 MAX_IDS_PER_REQUEST = 100
 MAX_LIST_LIMIT = 500
+DEFAULT_PORT = 8446
 
 T = TypeVar("T")
 #: Yields requests, receives each one's decoded body (or its error), returns ``T``.
@@ -198,6 +201,36 @@ def is_transient(error: FTSError) -> bool:
 
 
 # -- requests ---------------------------------------------------------------------------
+
+
+def normalise_endpoint(endpoint: str, *, port: int | None = None, field: str = "endpoint") -> str:
+    """``host``, ``host:port`` or ``https://host[:port]`` -> ``https://host:port``.
+
+    ``port`` applies when the endpoint names none; ``field`` is the name errors give
+    the endpoint (a connection calls it ``host``).
+    """
+    text = (endpoint or "").strip().rstrip("/")
+    if not text:
+        raise FTSValidationError(
+            field, "is empty.", "Give the FTS REST endpoint, e.g. https://fts3.example.org:8446."
+        )
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise FTSValidationError(
+            field,
+            f"{endpoint!r} is not an https URL of an FTS REST server.",
+            "Use https://<host>:8446 (FTS REST speaks HTTPS only).",
+        )
+    if parts.path not in ("", "/"):
+        raise FTSValidationError(
+            field,
+            f"{endpoint!r} has a path ({parts.path}).",
+            "Give only the scheme, host and port, e.g. https://fts3.example.org:8446.",
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"https://{host}:{parts.port or port or DEFAULT_PORT}"
 
 
 def check_id(value: Any, field: str = "job_id") -> str:

@@ -73,16 +73,27 @@ class StorageTokenMinter:
 
     def with_tokens(self, transfers: Iterable[Transfer]) -> list[Transfer]:
         """``transfers`` with storage tokens added where the user gave none."""
-        return [self._with_tokens(transfer) for transfer in transfers]
+        # Within one submission a directory's token is looked up once, not once per file.
+        memo: dict[tuple[str, str], str] = {}
+        return [self._with_tokens(transfer, memo) for transfer in transfers]
 
-    def _with_tokens(self, transfer: Transfer) -> Transfer:
+    def _with_tokens(self, transfer: Transfer, memo: dict[tuple[str, str], str]) -> Transfer:
         if transfer.source_tokens is not None and transfer.destination_tokens is not None:
             return transfer
         return dataclasses.replace(
             transfer,
-            source_tokens=self._tokens(_READ, transfer.sources),
-            destination_tokens=self._tokens(_MODIFY, transfer.destinations),
+            source_tokens=self._tokens(_READ, transfer.sources, memo),
+            destination_tokens=self._tokens(_MODIFY, transfer.destinations, memo),
         )
 
-    def _tokens(self, operation: str, urls: Sequence[str]) -> tuple[str, ...]:
-        return tuple(self.token(operation, url) for url in urls)
+    def _tokens(
+        self, operation: str, urls: Sequence[str], memo: dict[tuple[str, str], str]
+    ) -> tuple[str, ...]:
+        tokens = []
+        for url in urls:
+            # The URL up to its last "/" (no query) names the endpoint and the directory.
+            key = (operation, url.partition("?")[0].partition("#")[0].rpartition("/")[0])
+            if key not in memo:
+                memo[key] = self.token(operation, url)
+            tokens.append(memo[key])
+        return tuple(tokens)

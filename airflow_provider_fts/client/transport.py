@@ -22,8 +22,13 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from airflow_provider_fts.client.bearer import Bearer, StaticToken, accepted, renew_after
 from airflow_provider_fts.client.credentials import Trust
-from airflow_provider_fts.client.errors import FTSConnectionError, error_from_response
+from airflow_provider_fts.client.errors import (
+    FTSConnectionError,
+    FTSHTTPError,
+    error_from_response,
+)
 from airflow_provider_fts.client.protocol import (
     Request,
     certificate_error,
@@ -83,7 +88,8 @@ class Transport:
     :param endpoint: ``https://host:port`` of the FTS REST server.
     :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
     :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
-    :param token: Bearer token, for token credentials.
+    :param token: A static bearer token (the same as ``bearer=StaticToken(token)``).
+    :param bearer: Where each request's bearer token comes from (static or OIDC-renewed).
     :param timeout: Connect and read timeouts in seconds.
     :param retry: How idempotent requests are retried.
     :param user_agent: The User-Agent header (ours by default).
@@ -97,12 +103,14 @@ class Transport:
         *,
         trust: Trust | None = None,
         token: str | None = None,
+        bearer: Bearer | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
         pool_maxsize: int = 10,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.trust = trust or Trust()
@@ -113,7 +121,8 @@ class Transport:
         self.session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
         self.session.mount("https://", _TLSAdapter(ssl_context, pool_maxsize))
         library = f"python-requests/{requests.__version__}"
-        self.session.headers.update(request_headers(library, user_agent=user_agent, token=token))
+        # The bearer token is taken per request (it may have been renewed meanwhile).
+        self.session.headers.update(request_headers(library, user_agent=user_agent))
 
     def close(self) -> None:
         self.session.close()
@@ -141,14 +150,47 @@ class Transport:
         """Send one request; return the decoded JSON body, the text, or None when empty.
 
         ``retry`` defaults to True for GET and False otherwise; callers set it for the
-        other idempotent operations (cancelling jobs).
+        other idempotent operations (cancelling jobs). The bearer token (if any) is taken
+        now, so a token about to expire is renewed first and a refused token grant fails
+        before anything reaches FTS.
         """
+        token = self.bearer.token() if self.bearer is not None else None
+        send = {"params": params, "json_body": json_body, "data": data, "retry": retry}
+        try:
+            answer = self._attempts(method, path, token, **send)
+        except FTSHTTPError as error:
+            body = {"message": error.message}
+            if not renew_after(self.bearer, token, method, path, error.status, body):
+                raise
+        else:
+            if not renew_after(self.bearer, token, method, path, 200, answer):
+                accepted(self.bearer)
+                return answer
+        # FTS ignored a token it accepted before (expired early, clock skew): once only.
+        log.warning("FTS %s %s: the access token was ignored; renewing it once", method, path)
+        renewed = self.bearer.renew(token)  # type: ignore[union-attr]
+        return self._attempts(method, path, renewed, **send)
+
+    def _attempts(
+        self,
+        method: str,
+        path: str,
+        token: str | None,
+        *,
+        params: dict[str, Any] | None,
+        json_body: Any,
+        data: str | bytes | None,
+        retry: bool | None,
+    ) -> Any:
+        """One request, retried after passing faults when it is idempotent."""
         may_retry = (method == "GET") if retry is None else retry
         attempts = 1 + (self.retry.retries if may_retry else 0)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                response = self._send(method, path, params=params, json_body=json_body, data=data)
+                response = self._send(
+                    method, path, token, params=params, json_body=json_body, data=data
+                )
             except FTSConnectionError as error:
                 if last or not is_transient(error):
                     raise
@@ -172,13 +214,14 @@ class Transport:
         self,
         method: str,
         path: str,
+        token: str | None,
         *,
         params: dict[str, Any] | None,
         json_body: Any,
         data: str | bytes | None,
     ) -> requests.Response:
         url = self.endpoint + with_query(path, params)
-        headers = {}
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         if json_body is not None:
             data = json.dumps(json_body, separators=(",", ":"))
             headers["Content-Type"] = "application/json"

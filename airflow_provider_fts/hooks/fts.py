@@ -19,6 +19,7 @@ from airflow.sdk.log import amask_secret, mask_secret
 
 from airflow_provider_fts.client.connection import FTSConnectionSettings
 from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
+from airflow_provider_fts.client.oidc import on_new_secret
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
     from airflow_provider_fts.client.poller import JobPoller
+    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
     from airflow_provider_fts.client.submission import Transfer
 
 
@@ -82,6 +84,7 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.client import FTSClient
 
         settings = self.settings
+        on_new_secret(mask_secret)  # every fetched token is masked before it is used
         credentials, file_keys = settings.credential.load()
         for key in file_keys:
             mask_secret(key)
@@ -92,6 +95,7 @@ class FTSHook(BaseHook):
             delegation_lifetime=settings.delegation.lifetime,
             renew_below=settings.delegation.renew_below,
             timeout=settings.client_timeout,
+            storage_tokens=_storage_token_minter(settings),
         )
 
     async def aget_poller(self) -> JobPoller:
@@ -110,6 +114,9 @@ class FTSHook(BaseHook):
     async def _new_poller(settings: FTSConnectionSettings) -> JobPoller:
         from airflow_provider_fts.client.poller import JobPoller
 
+        # Tokens are fetched inside the loop's tasks: the masker is told synchronously there
+        # (in the triggerer that only adds the mask locally, nothing blocks).
+        on_new_secret(mask_secret)
         credentials, file_keys = await asyncio.to_thread(settings.credential.load)
         for key in file_keys:
             await amask_secret(key)
@@ -118,7 +125,7 @@ class FTSHook(BaseHook):
             settings.endpoint,
             ssl_context=context,
             trust=settings.trust(),
-            token=credentials.token,
+            bearer=credentials.bearer,
             timeout=settings.timeout,
         )
 
@@ -302,6 +309,19 @@ class FTSHook(BaseHook):
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"FTS jobs {list(job_ids)} still running after {timeout} s")
             time.sleep(poll_interval)
+
+
+def _storage_token_minter(settings: FTSConnectionSettings) -> StorageTokenMinter | None:
+    """The minter of per-file storage tokens, when the connection asks for them.
+
+    :param settings: the connection (its OIDC client and ``storage_tokens``).
+    """
+    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
+
+    oidc = settings.credential.oidc
+    if not settings.credential.storage_tokens or oidc is None:
+        return None
+    return StorageTokenMinter(oidc)
 
 
 def _vo_names(identity: Mapping[str, Any]) -> str:

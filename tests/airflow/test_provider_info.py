@@ -96,7 +96,7 @@ def test_the_form_has_one_access_token_field():
     titles = [field["schema"].get("title") for field in form.extra_fields.values()]
     standard = [getattr(form.standard_fields, name) for name in ("login", "password")]
 
-    assert titles.count("Access token") == 1
+    assert titles.count("Token: static access token") == 1
     assert all(field.hidden for field in standard)
 
 

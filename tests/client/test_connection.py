@@ -122,6 +122,9 @@ def test_a_key_path_given_with_a_pem_certificate_is_used(fts_pki, tmp_path):
 def test_the_table_rows_are_the_documented_combinations():
     assert {frozenset(k) for k in CREDENTIAL_COMBINATIONS} == {
         frozenset({"access_token"}),
+        frozenset({"oidc_issuer", "oidc_client_id", "oidc_client_secret"}),
+        frozenset({"oidc_issuer", "oidc_client_id", "oidc_refresh_token"}),
+        frozenset({"oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_refresh_token"}),
         frozenset({"x509up_file"}),
         frozenset({"x509_proxy_pem"}),
         frozenset({"x509_cert", "x509_key"}),

@@ -1,0 +1,91 @@
+"""Bearer tokens on requests to FTS: where each request's token comes from, and the one
+rule for a token FTS ignores.
+
+A bearer is a :class:`StaticToken` (``access_token``, sent as is) or an OIDC
+:class:`~.oidc.TokenSource` (fetched and renewed by the client). Both the sync transport
+and the triggers' async poller take the token per request and apply
+:func:`renew_after`: FTS never says "expired", it answers as for an anonymous user
+(:func:`~.oidc_wire.is_anonymous_answer`), so such an answer for a renewable token that
+FTS accepted before means "renew once, send once more"; never more than once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Union
+
+from airflow_provider_fts.client.errors import FTSCredentialError
+from airflow_provider_fts.client.oidc_wire import is_anonymous_answer
+
+if TYPE_CHECKING:
+    from airflow_provider_fts.client.oidc import TokenSource
+
+__all__ = ["Bearer", "StaticToken", "accepted", "renew_after", "token_ignored_error"]
+
+
+class StaticToken:
+    """A token given as is (``access_token``): sent with every request, never renewed."""
+
+    renewable = False
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "StaticToken()"
+
+    def token(self) -> str:
+        return self._value
+
+    async def token_async(self, client: object = None) -> str:
+        return self._value
+
+
+Bearer = Union[StaticToken, "TokenSource"]
+
+
+def renew_after(
+    bearer: Bearer | None, token: str | None, method: str, path: str, status: int, body: Any
+) -> bool:
+    """Whether to renew ``token`` and send the request once more.
+
+    True when FTS answered as for an anonymous user to a renewable token whose credential
+    it accepted before. Each such answer is a refusal (FTS did nothing), so sending again
+    is safe for every request, a submission included. The caller does it at most once.
+    :param bearer: where the token came from.
+    :param token: the token the request carried.
+    :param method: the request's HTTP method.
+    :param path: the request's path.
+    :param status: the answer's HTTP status.
+    :param body: the answer's decoded JSON (or None).
+    """
+    if token is None or bearer is None or not bearer.renewable:
+        return False
+    return bearer.worked and is_anonymous_answer(method, path, status, body)
+
+
+def accepted(bearer: Bearer | None) -> None:
+    """Note that FTS accepted the bearer's token: from now on an anonymous answer means
+    the token went bad (renew), not that it was never valid (report)."""
+    if bearer is not None and bearer.renewable:
+        bearer.worked = True
+
+
+def token_ignored_error(field: str) -> FTSCredentialError:
+    """FTS answered a fresh token as for an anonymous user: it ignored it, never saying why.
+
+    :param field: the credential's field (``token`` for ``access_token``, else OIDC).
+    """
+    if field == "token":
+        return FTSCredentialError(
+            "access_token",
+            "FTS ignored the token: it is expired, of an issuer FTS does not trust, or of "
+            "another audience.",
+            "Store a fresh token, or let the provider fetch them (the oidc_* extras).",
+        )
+    return FTSCredentialError(
+        "oidc_audience",
+        "FTS ignored the token fetched from the issuer: its audience is not one FTS "
+        "accepts, or FTS does not trust the issuer.",
+        "Set oidc_audience to an audience in the server's AuthorizedAudiences (default: the "
+        "endpoint URL), and ask the FTS admins to trust oidc_issuer.",
+    )
