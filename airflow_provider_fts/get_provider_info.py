@@ -18,6 +18,10 @@ _SECRET = {"type": ["string", "null"], "format": "password"}
 _PEM = {"type": ["string", "null"], "format": "multiline"}
 _HOURS = {"type": ["number", "null"], "minimum": 1}
 
+#: ``[fts] resume_guard_seconds``: how long after a deferral a trigger holds back an event
+#: (Airflow 3.3 may misread a task resumed within seconds: apache/airflow#72716).
+RESUME_GUARD_SECONDS = 10.0
+
 #: The connection's extra fields (stored in ``Connection.extra``); the hook accepts exactly these.
 CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "x509up_file": {
@@ -206,6 +210,23 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": ["airflow_provider_fts.links.fts.FTSJobLink"],
         "asset-uris": [_asset_uris()],
+        "config": {
+            "fts": {
+                "description": "Settings of the CERN FTS3 provider.",
+                "options": {
+                    "resume_guard_seconds": {
+                        "description": "Seconds after a task defers during which its "
+                        "FTSJobTrigger holds back an event for jobs that ended sooner, so "
+                        "Airflow does not misread a task resumed within seconds of its "
+                        "deferral (apache/airflow#72716). 0 turns the guard off.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "0",
+                        "default": str(RESUME_GUARD_SECONDS),
+                    }
+                },
+            }
+        },
     }
 
 

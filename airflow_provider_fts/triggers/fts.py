@@ -17,17 +17,16 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_fts.client.states import progress_line, summarize_jobs
+from airflow_provider_fts.get_provider_info import RESUME_GUARD_SECONDS
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.verdict import kill_cancels, task_state, timeout_message
 
-#: Seconds after deferring before the trigger fires: Airflow 3.3 may fail or retry a task
-#: whose trigger fires within seconds of the deferral (apache/airflow#72716). Airflow
-#: setting ``[fts] resume_guard_seconds`` overrides it (0 turns the guard off).
-RESUME_GUARD_SECONDS = 10.0
-
 
 def resume_not_before() -> float:
-    """The ``not_before`` a task deferring now gives its trigger."""
+    """The ``not_before`` a task deferring now gives its trigger: ``[fts]
+    resume_guard_seconds`` (default :data:`RESUME_GUARD_SECONDS`) from now, because Airflow
+    3.3 may fail or retry a task whose trigger fires within seconds of the deferral
+    (apache/airflow#72716); 0 turns the guard off."""
     from airflow.providers.common.compat.sdk import conf
 
     guard = conf.getfloat("fts", "resume_guard_seconds", fallback=RESUME_GUARD_SECONDS)
@@ -52,7 +51,7 @@ class FTSJobTrigger(BaseTrigger):
         a user sees.
     :param cancel_on_kill: Cancel the jobs when a user marks the deferred task failed.
     :param not_before: Epoch seconds before which no event fires (jobs that end sooner are
-        held back, see :data:`RESUME_GUARD_SECONDS`); None fires at once.
+        held back, see :func:`resume_not_before`); None fires at once.
     """
 
     def __init__(
