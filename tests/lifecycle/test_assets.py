@@ -8,17 +8,14 @@ import time
 from .actions import Run, describe_jobs, jobs_of
 from .stack import AirflowStack, wait_for
 
-PRODUCER, CONSUMER, CONSUMER_OF_FAILED = (
-    "lc_assets",
-    "lc_asset_consumer",
-    "lc_asset_consumer_of_failed",
-)
+PRODUCER = "lc_assets"
+CONSUMER, CONSUMER_OF_FAILED = "lc_asset_consumer", "lc_asset_consumer_of_failed"
 FINISHED = "mock://mock-b.example/lc_assets/ok"
 FAILED = "mock://mock-b.example/lc_assets/lost"
 ALIAS = "lc-replicas"
 # The scheduler queues every consumer of an asset event in the transaction that records
-# it, and creates their runs in one loop; a few loops more without a run of the other
-# consumer mean none is coming.
+# it, and creates their runs in one loop; a few loops more (counted from the first
+# consumer's run) without a run of the other consumer mean none is coming.
 QUIET_SECONDS = 8
 
 
@@ -41,6 +38,7 @@ def test_a_finished_replica_triggers_its_consumer_and_a_failed_one_does_not(
         lambda: _runs_triggered_by(airflow_stack, CONSUMER, run.run_id),
         timeout=90,
     )
+    quiet_until = time.monotonic() + QUIET_SECONDS
     # Read only now that the consumer's run has started (see _runs_triggered_by).
     events = airflow_stack.get(
         "/api/v2/assets/events", params={"source_dag_id": PRODUCER, "source_run_id": run.run_id}
@@ -65,7 +63,7 @@ def test_a_finished_replica_triggers_its_consumer_and_a_failed_one_does_not(
         {"key": f"AssetAlias:{ALIAS}", "events": announced},
     ]
 
-    _assert_never_triggered(airflow_stack, CONSUMER_OF_FAILED)
+    _assert_never_triggered(airflow_stack, CONSUMER_OF_FAILED, quiet_until)
 
 
 def _runs_triggered_by(stack: AirflowStack, dag_id: str, source_run_id: str) -> list[tuple]:
@@ -84,15 +82,14 @@ def _runs_triggered_by(stack: AirflowStack, dag_id: str, source_run_id: str) -> 
     return found
 
 
-def _assert_never_triggered(stack: AirflowStack, dag_id: str) -> None:
-    """No run, no queued event, no event of its asset, for a few scheduler loops."""
-    deadline = time.monotonic() + QUIET_SECONDS
+def _assert_never_triggered(stack: AirflowStack, dag_id: str, quiet_until: float) -> None:
+    """No run, no queued event, no event of its asset, until ``quiet_until`` (monotonic)."""
     while True:
         runs = stack.get(f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
         queued = stack.call("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents", expect=(200, 404))
         assert runs == [], f"{dag_id} ran although its asset {FAILED} never moved: {runs}"
         assert not queued.get("queued_events"), queued
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= quiet_until:
             break
         time.sleep(1)
     events = stack.get("/api/v2/assets/events", params={"name_pattern": "lc_assets/lost"})
