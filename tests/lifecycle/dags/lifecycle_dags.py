@@ -12,9 +12,10 @@ behaves like ``mock://`` and fails with the scripted errno.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Asset, AssetAlias, task
 
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
@@ -25,7 +26,7 @@ SLOW = 25  # seconds a "long" transfer takes: long enough to act on it while it 
 # (apache/airflow#72716: the scheduler may fail or retry the running task); scenarios not
 # about that race give every transfer ten seconds.
 SETTLE = 10
-ETIMEDOUT, ENOENT = 110, 2
+ETIMEDOUT, ENOENT, EACCES = 110, 2, 13
 
 
 def dag(dag_id: str) -> DAG:
@@ -130,3 +131,42 @@ with dag("lc_kill"):
 # Fast jobs, for the "FTS job" link on the operator and on the sensor.
 with dag("lc_links"):
     submit_then_sensor([mock_pair("lc_links", "f1", time=SETTLE)])
+
+
+# A replication announces what moved: `ok` FINISHES, `lost` fails for good (EACCES), the job
+# ends FINISHEDDIRTY and, with allow_partial, the task succeeds and adds one event per
+# FINISHED destination to its alias. Each consumer is scheduled on one destination, spelled
+# as a DAG author writes it: the URL without its query.
+ASSET_FINISHING = mock_pair("lc_assets", "ok", time=SETTLE)
+ASSET_FAILING = mock_pair("lc_assets", "lost", time=SETTLE, transfer_errno=EACCES)
+
+with dag("lc_assets"):
+    submit_and_wait(
+        [ASSET_FINISHING, ASSET_FAILING],
+        deferrable=True,
+        allow_partial=True,
+        outlets=[AssetAlias("lc-replicas")],
+    )
+
+
+def asset_consumer(dag_id: str, destination: str) -> None:
+    replica = Asset(destination.partition("?")[0])
+    with DAG(dag_id, schedule=[replica], start_date=START, catchup=False, tags=["lifecycle"]):
+
+        @task
+        def triggered_by(triggering_asset_events: Any = None) -> list[dict]:
+            """What the run sees of the events that started it, by asset and by alias (an
+            event added through an alias is listed under both)."""
+            return [
+                {
+                    "key": f"{type(key).__name__}:{key.name}",
+                    "events": [[e.asset.uri, e.extra.get("fts_job_id")] for e in events],
+                }
+                for key, events in (triggering_asset_events or {}).items()
+            ]
+
+        triggered_by()
+
+
+asset_consumer("lc_asset_consumer", ASSET_FINISHING[1])
+asset_consumer("lc_asset_consumer_of_failed", ASSET_FAILING[1])
