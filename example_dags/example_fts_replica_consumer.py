@@ -60,7 +60,9 @@ with DAG(
 
     @task(inlets=[REPLICAS])
     def read_replicas(triggering_asset_events=None, inlet_events=None) -> list[dict]:
-        events = [e for found in (triggering_asset_events or {}).values() for e in found]
+        # An event added through the alias is listed under the alias and under its asset:
+        # read it through the alias, once.
+        events = list(triggering_asset_events[REPLICAS]) if triggering_asset_events else []
         if not events:  # run by hand: the replicas of the latest transfer
             recorded = list(inlet_events[REPLICAS])
             latest = recorded[-1].extra.get("fts_job_id") if recorded else None
