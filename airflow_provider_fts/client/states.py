@@ -94,9 +94,6 @@ _TERMINAL_JOB = frozenset(
 )
 _TERMINAL_FILE = frozenset({FileState.FINISHED, FileState.FAILED, FileState.CANCELED})
 
-TERMINAL_JOB_STATES: frozenset[str] = frozenset(s.value for s in _TERMINAL_JOB)
-TERMINAL_FILE_STATES: frozenset[str] = frozenset(s.value for s in _TERMINAL_FILE)
-
 #: The file fields a summary needs; pass them as ``?files=`` to keep answers small.
 SUMMARY_FILE_FIELDS: tuple[str, ...] = (
     "file_id",
