@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import load_example_dag
+from tests.airflow_env import load_example_dag
 
 PASSPHRASE = "tr0ub4dor&3-passphrase"
 CREDENTIAL_FILE_PREFIX = "fts-cred-"

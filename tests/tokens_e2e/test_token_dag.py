@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_fts.client.oidc import token_source
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
-from tests.reliability.conftest import load_example_dag
+from tests.airflow_env import load_example_dag
 from tests.reliability.test_secrets import prepare, secret_lines, stored_outputs, task_log_files
 from tests.tokens.conftest import ROBOT_SECRET, SHORT_TTL
 from tests.tokens_e2e.conftest import slow_clock
