@@ -23,7 +23,7 @@ __all__ = [
 
 
 class JobState(StrEnum):
-    """States of an FTS job (REFERENCE section 5.1)."""
+    """States of an FTS job, as the server's job model defines them."""
 
     STAGING = "STAGING"
     SUBMITTED = "SUBMITTED"
@@ -181,7 +181,7 @@ def stored_url_key(url: str) -> str:
     """``url`` the way FTS stores it, to compare a submitted URL with a file record's.
 
     For a staging job the server appends ``activity=<name>`` to ``root://`` URLs (EOS-CTA
-    wants it; REFERENCE section 2.8), so a stored ``root://`` URL never equals the one
+    wants it), so a stored ``root://`` URL never equals the one
     submitted. Both sides are compared without their ``activity`` parameters, with the
     query re-encoded the way the server does; other schemes are stored as submitted.
     """

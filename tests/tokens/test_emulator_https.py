@@ -1,8 +1,8 @@
-"""The emulator over real HTTPS with tokens of the real identity provider: tokens.md's table.
+"""The emulator over real HTTPS with tokens of the real identity provider.
 
 One emulator trusts the IdP (its JWKS fetched over HTTPS) and the built-in test issuer (for
 tokens the IdP will not make: expired, without a scope). Every answer is compared with
-what a real FTS 3.13.4 server gave (``tokens.md``), byte for byte where it matters.
+what a real FTS 3.13.4 server gave, byte for byte where it matters.
 """
 
 from __future__ import annotations
