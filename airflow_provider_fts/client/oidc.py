@@ -208,9 +208,6 @@ class TokenSource:
                 return current.value
             return self._fetch_sync()
 
-    def header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token()}"}
-
     def renew(self, used: str) -> str:
         """Renew once after FTS ignored ``used``; a token another caller renewed is reused."""
         with self._grant.lock:
