@@ -199,14 +199,12 @@ class TokenSource:
 
     def token(self) -> str:
         """A token valid for at least the margin (fetched now if needed)."""
-        current = self._token
-        if current is not None and self._clock() < current.renew_at:
-            return current.value
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
         with self._grant.lock:
-            current = self._token
-            if current is not None and self._clock() < current.renew_at:
-                return current.value
-            return self._fetch_sync()
+            fresh = self._fresh()
+            return fresh if fresh is not None else self._fetch_sync()
 
     def renew(self, used: str) -> str:
         """Renew once after FTS ignored ``used``; a token another caller renewed is reused."""
@@ -215,6 +213,13 @@ class TokenSource:
             if current is not None and current.value != used:
                 return current.value
             return self._fetch_sync()
+
+    def _fresh(self) -> str | None:
+        """The current token while it is valid for at least the margin, else None."""
+        current = self._token
+        if current is not None and self._clock() < current.renew_at:
+            return current.value
+        return None
 
     def invalidate(self) -> None:
         """Forget the token: the next :meth:`token` fetches a new one."""
@@ -259,14 +264,12 @@ class TokenSource:
 
         :param client: an ``httpx.AsyncClient`` to send with (one is made if None).
         """
-        current = self._token
-        if current is not None and self._clock() < current.renew_at:
-            return current.value
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
         async with self._grant.exclusive():
-            current = self._token
-            if current is not None and self._clock() < current.renew_at:
-                return current.value
-            return await self._fetch_async(client)
+            fresh = self._fresh()
+            return fresh if fresh is not None else await self._fetch_async(client)
 
     async def renew_async(self, used: str, client: httpx.AsyncClient | None = None) -> str:
         """:meth:`renew` for an event loop."""
