@@ -259,31 +259,31 @@ class TokenSource:
 
     # -- async --------------------------------------------------------------------------
 
-    async def token_async(self, client: httpx.AsyncClient | None = None) -> str:
-        """:meth:`token` for an event loop: waits for a fetch without blocking the loop.
-
-        :param client: an ``httpx.AsyncClient`` to send with (one is made if None).
-        """
+    async def token_async(self) -> str:
+        """:meth:`token` for an event loop: waits for a fetch without blocking the loop."""
         fresh = self._fresh()
         if fresh is not None:
             return fresh
         async with self._grant.exclusive():
             fresh = self._fresh()
-            return fresh if fresh is not None else await self._fetch_async(client)
+            return fresh if fresh is not None else await self._fetch_async()
 
-    async def renew_async(self, used: str, client: httpx.AsyncClient | None = None) -> str:
+    async def renew_async(self, used: str) -> str:
         """:meth:`renew` for an event loop."""
         async with self._grant.exclusive():
             current = self._token
             if current is not None and current.value != used:
                 return current.value
-            return await self._fetch_async(client)
+            return await self._fetch_async()
 
-    async def _fetch_async(self, client: httpx.AsyncClient | None) -> str:
-        if client is None:
-            verify = _ssl_context(self.settings.verify)
-            async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as own:
-                return await self._fetch_async(own)
+    async def _fetch_async(self) -> str:
+        # A client per fetch: a token is fetched once per lifetime, and the IdP is trusted
+        # by its own CA (oidc_ca_file), not by the FTS connection's.
+        verify = _ssl_context(self.settings.verify)
+        async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as client:
+            return await self._fetch_from(client)
+
+    async def _fetch_from(self, client: httpx.AsyncClient) -> str:
         issuer = self.settings.issuer
         endpoint = _DISCOVERY_CACHE.get(issuer)
         if endpoint is None:
