@@ -336,6 +336,9 @@ def _announce(*secrets: str | None) -> None:
 
 _SOURCES: dict[tuple, TokenSource] = {}
 _SOURCES_LOCK = threading.Lock()
+# One requests session per issuer: the sources of one issuer (an FTS token and a storage
+# token per directory) share its pooled connections instead of opening one each.
+_SESSIONS: dict[str, requests.Session] = {}
 
 
 def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
@@ -347,6 +350,8 @@ def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
     with _SOURCES_LOCK:
         source = _SOURCES.get(settings.key)
         if source is None:
+            if "session" not in kwargs:
+                kwargs["session"] = _issuer_session(settings.issuer)
             source = _SOURCES[settings.key] = TokenSource(settings, **kwargs)
             return source
     if settings != source.settings:
@@ -354,10 +359,19 @@ def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
     return source
 
 
+def _issuer_session(issuer: str) -> requests.Session:
+    """The session the token sources of ``issuer`` share (call with the sources' lock)."""
+    session = _SESSIONS.get(issuer.rstrip("/"))
+    if session is None:
+        session = _SESSIONS[issuer.rstrip("/")] = requests.Session()
+    return session
+
+
 def reset_token_sources() -> None:
     """Forget every cached token and discovery document (tests, or after a config change)."""
     with _SOURCES_LOCK:
         _SOURCES.clear()
+        _SESSIONS.clear()
     with _GRANTS_LOCK:
         _GRANTS.clear()
     _DISCOVERY_CACHE.clear()
