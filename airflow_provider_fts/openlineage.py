@@ -88,15 +88,15 @@ def facets_on_start(task: Any) -> OperatorLineage:
 
 def facets_on_complete(task: Any, task_instance: Any) -> OperatorLineage:
     """What moved: sources read, destinations FINISHED, the jobs' outcome."""
-    return _facets_after(task, task_instance, failed=False)
+    return _facets_after(task, failed=False)
 
 
 def facets_on_failure(task: Any, task_instance: Any) -> OperatorLineage:
     """Like :func:`facets_on_complete`, with the failed files and their reasons."""
-    return _facets_after(task, task_instance, failed=True)
+    return _facets_after(task, failed=True)
 
 
-def _facets_after(task: Any, task_instance: Any, *, failed: bool) -> OperatorLineage:
+def _facets_after(task: Any, *, failed: bool) -> OperatorLineage:
     job_ids = task_job_ids(task)
     if not job_ids:  # nothing submitted: the input was refused before any job
         return OperatorLineage(run_facets={RUN_FACET_KEY: FTSRunFacet(jobIds=[])})

@@ -88,7 +88,7 @@ def hook_per_task(emulator: EmulatorProcess, submits: int, failures: list[str]) 
     for _ in range(submits):
         hook = FTSHook()
         submit_once(hook.submit_job, failures)
-        hook.get_client().close()
+        hook.get_conn().close()
 
 
 def official(emulator: EmulatorProcess, submits: int, failures: list[str]) -> None:

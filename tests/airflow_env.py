@@ -7,6 +7,7 @@ before anything imports Airflow: each conftest that needs Airflow calls it first
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -27,3 +28,11 @@ def isolate_airflow() -> Path:
         # dag.test() runs no scheduler, so it has no #72716 race to guard against.
         os.environ["AIRFLOW__FTS__RESUME_GUARD_SECONDS"] = "0"
     return EXAMPLE_DAGS
+
+
+def load_example_dag(name: str):
+    """An example DAG, loaded from its file as the DAG processor would (after isolation)."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE_DAGS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return next(v for v in vars(module).values() if type(v).__name__ == "DAG")

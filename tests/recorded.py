@@ -1,7 +1,6 @@
 """The request/response pairs recorded from a real FTS REST server (3.13.4).
 
-A copy of ``shared/fts-api/recorded`` lives in ``tests/data/recorded`` so the suite is
-self-contained; ``INDEX.md`` there describes every case.
+They live in ``tests/data/recorded``; ``INDEX.md`` there describes every case.
 """
 
 from __future__ import annotations

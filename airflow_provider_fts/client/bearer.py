@@ -36,7 +36,7 @@ class StaticToken:
     def token(self) -> str:
         return self._value
 
-    async def token_async(self, client: object = None) -> str:
+    async def token_async(self) -> str:
         return self._value
 
 

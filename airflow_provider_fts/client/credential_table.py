@@ -4,7 +4,7 @@ A connection names exactly one credential, as one row of :data:`CREDENTIAL_COMBI
 (an X.509 proxy or certificate, a static token, an OIDC client, or nothing: the grid
 environment). Options go only with their credential: the passphrase with a certificate,
 ``oidc_scope``, ``oidc_audience``, ``oidc_ca_file`` and ``storage_tokens`` with an OIDC
-client. Any other combination is refused by the first rule of :data:`REFUSALS` that it
+client. Any other combination is refused by the first rule of :data:`_REFUSALS` that it
 breaks, naming the field and the fix. No I/O here.
 """
 

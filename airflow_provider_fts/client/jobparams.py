@@ -189,7 +189,7 @@ _COMBINABLE_OVERWRITES = {"overwrite_hop", "overwrite_when_only_on_disk"}
 
 @dataclass(frozen=True)
 class JobParams:
-    """Every job parameter FTS reads (REFERENCE 3.2), in the server's units.
+    """Every job parameter FTS reads from a submission's ``params``, in the server's units.
 
     Values are normalised when built: durations become int seconds, ``verify_checksum``
     one of its four words, ``max_time_in_queue`` a suffixed string ("90m", "6h"). A

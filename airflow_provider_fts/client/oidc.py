@@ -199,17 +199,12 @@ class TokenSource:
 
     def token(self) -> str:
         """A token valid for at least the margin (fetched now if needed)."""
-        current = self._token
-        if current is not None and self._clock() < current.renew_at:
-            return current.value
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
         with self._grant.lock:
-            current = self._token
-            if current is not None and self._clock() < current.renew_at:
-                return current.value
-            return self._fetch_sync()
-
-    def header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token()}"}
+            fresh = self._fresh()
+            return fresh if fresh is not None else self._fetch_sync()
 
     def renew(self, used: str) -> str:
         """Renew once after FTS ignored ``used``; a token another caller renewed is reused."""
@@ -218,6 +213,13 @@ class TokenSource:
             if current is not None and current.value != used:
                 return current.value
             return self._fetch_sync()
+
+    def _fresh(self) -> str | None:
+        """The current token while it is valid for at least the margin, else None."""
+        current = self._token
+        if current is not None and self._clock() < current.renew_at:
+            return current.value
+        return None
 
     def invalidate(self) -> None:
         """Forget the token: the next :meth:`token` fetches a new one."""
@@ -257,33 +259,31 @@ class TokenSource:
 
     # -- async --------------------------------------------------------------------------
 
-    async def token_async(self, client: httpx.AsyncClient | None = None) -> str:
-        """:meth:`token` for an event loop: waits for a fetch without blocking the loop.
-
-        :param client: an ``httpx.AsyncClient`` to send with (one is made if None).
-        """
-        current = self._token
-        if current is not None and self._clock() < current.renew_at:
-            return current.value
+    async def token_async(self) -> str:
+        """:meth:`token` for an event loop: waits for a fetch without blocking the loop."""
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
         async with self._grant.exclusive():
-            current = self._token
-            if current is not None and self._clock() < current.renew_at:
-                return current.value
-            return await self._fetch_async(client)
+            fresh = self._fresh()
+            return fresh if fresh is not None else await self._fetch_async()
 
-    async def renew_async(self, used: str, client: httpx.AsyncClient | None = None) -> str:
+    async def renew_async(self, used: str) -> str:
         """:meth:`renew` for an event loop."""
         async with self._grant.exclusive():
             current = self._token
             if current is not None and current.value != used:
                 return current.value
-            return await self._fetch_async(client)
+            return await self._fetch_async()
 
-    async def _fetch_async(self, client: httpx.AsyncClient | None) -> str:
-        if client is None:
-            verify = _ssl_context(self.settings.verify)
-            async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as own:
-                return await self._fetch_async(own)
+    async def _fetch_async(self) -> str:
+        # A client per fetch: a token is fetched once per lifetime, and the IdP is trusted
+        # by its own CA (oidc_ca_file), not by the FTS connection's.
+        verify = _ssl_context(self.settings.verify)
+        async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as client:
+            return await self._fetch_from(client)
+
+    async def _fetch_from(self, client: httpx.AsyncClient) -> str:
         issuer = self.settings.issuer
         endpoint = _DISCOVERY_CACHE.get(issuer)
         if endpoint is None:
@@ -336,6 +336,9 @@ def _announce(*secrets: str | None) -> None:
 
 _SOURCES: dict[tuple, TokenSource] = {}
 _SOURCES_LOCK = threading.Lock()
+# One requests session per issuer: the sources of one issuer (an FTS token and a storage
+# token per directory) share its pooled connections instead of opening one each.
+_SESSIONS: dict[str, requests.Session] = {}
 
 
 def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
@@ -347,6 +350,8 @@ def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
     with _SOURCES_LOCK:
         source = _SOURCES.get(settings.key)
         if source is None:
+            if "session" not in kwargs:
+                kwargs["session"] = _issuer_session(settings.issuer)
             source = _SOURCES[settings.key] = TokenSource(settings, **kwargs)
             return source
     if settings != source.settings:
@@ -354,10 +359,19 @@ def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
     return source
 
 
+def _issuer_session(issuer: str) -> requests.Session:
+    """The session the token sources of ``issuer`` share (call with the sources' lock)."""
+    session = _SESSIONS.get(issuer.rstrip("/"))
+    if session is None:
+        session = _SESSIONS[issuer.rstrip("/")] = requests.Session()
+    return session
+
+
 def reset_token_sources() -> None:
     """Forget every cached token and discovery document (tests, or after a config change)."""
     with _SOURCES_LOCK:
         _SOURCES.clear()
+        _SESSIONS.clear()
     with _GRANTS_LOCK:
         _GRANTS.clear()
     _DISCOVERY_CACHE.clear()

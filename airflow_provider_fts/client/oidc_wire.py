@@ -135,7 +135,7 @@ def b64url_decode(text: str) -> bytes:
 
 
 def is_anonymous_answer(method: str, path: str, status: int, body: Any) -> bool:
-    """Whether FTS answered as it does for an ignored (expired, ...) token (tokens.md).
+    """Whether FTS answered as it does for an ignored (expired, ...) token.
 
     403 "Not enough permissions" on any request, 500 on a job read or cancel, or a
     ``/whoami`` of the anonymous user.

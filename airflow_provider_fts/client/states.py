@@ -23,7 +23,7 @@ __all__ = [
 
 
 class JobState(StrEnum):
-    """States of an FTS job (REFERENCE section 5.1)."""
+    """States of an FTS job, as the server's job model defines them."""
 
     STAGING = "STAGING"
     SUBMITTED = "SUBMITTED"
@@ -93,9 +93,6 @@ _TERMINAL_JOB = frozenset(
     {JobState.FINISHED, JobState.FINISHEDDIRTY, JobState.FAILED, JobState.CANCELED}
 )
 _TERMINAL_FILE = frozenset({FileState.FINISHED, FileState.FAILED, FileState.CANCELED})
-
-TERMINAL_JOB_STATES: frozenset[str] = frozenset(s.value for s in _TERMINAL_JOB)
-TERMINAL_FILE_STATES: frozenset[str] = frozenset(s.value for s in _TERMINAL_FILE)
 
 #: The file fields a summary needs; pass them as ``?files=`` to keep answers small.
 SUMMARY_FILE_FIELDS: tuple[str, ...] = (
@@ -184,7 +181,7 @@ def stored_url_key(url: str) -> str:
     """``url`` the way FTS stores it, to compare a submitted URL with a file record's.
 
     For a staging job the server appends ``activity=<name>`` to ``root://`` URLs (EOS-CTA
-    wants it; REFERENCE section 2.8), so a stored ``root://`` URL never equals the one
+    wants it), so a stored ``root://`` URL never equals the one
     submitted. Both sides are compared without their ``activity`` parameters, with the
     query re-encoded the way the server does; other schemes are stored as submitted.
     """

@@ -72,12 +72,10 @@ class FTSHook(BaseHook):
         return settings
 
     def get_conn(self) -> FTSClient:
-        """The FTS client of this hook (Airflow's name for it): see :meth:`get_client`."""
-        return self._client
-
-    def get_client(self) -> FTSClient:
         """The FTS client of this hook (one per hook; it caches identity and delegation)."""
         return self._client
+
+    get_client = get_conn  # the hook's earlier name for get_conn, kept for its callers
 
     @cached_property
     def _client(self) -> FTSClient:
@@ -134,14 +132,14 @@ class FTSHook(BaseHook):
         return self.settings.job_url(job_id)
 
     def whoami(self) -> dict:
-        return self.get_client().whoami()
+        return self.get_conn().whoami()
 
     def get_delegation(self) -> dict | None:
-        return self.get_client().get_delegation()
+        return self.get_conn().get_delegation()
 
     def delegate(self, lifetime: timedelta | None = None, force: bool = False) -> str | None:
         """Delegate a proxy to FTS if needed; the delegation id (None for a token)."""
-        return self.get_client().delegate(lifetime=lifetime, force=force)
+        return self.get_conn().delegate(lifetime=lifetime, force=force)
 
     def submit_job(self, transfers: Iterable[Any], **job_params: Any) -> str:
         """Submit one job; with ``sid=`` the id is deterministic and a resubmission is harmless.
@@ -152,7 +150,7 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.submission import Transfer
 
         planned = [Transfer.coerce(transfer, index) for index, transfer in enumerate(transfers)]
-        job_id = self.get_client().submit_job(planned, **job_params)
+        job_id = self.get_conn().submit_job(planned, **job_params)
         self._report_lineage(planned)
         return job_id
 
@@ -163,13 +161,13 @@ class FTSHook(BaseHook):
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""
-        return self.get_client().expected_job_id(sid)
+        return self.get_conn().expected_job_id(sid)
 
     def get_job(
         self, job_id: str, *, files: bool = False, file_fields: Sequence[str] | None = None
     ) -> dict:
         """One job; ``files=True`` adds the summary's file fields, ``file_fields`` others."""
-        return self.get_client().get_job(job_id, files=files, file_fields=file_fields)
+        return self.get_conn().get_job(job_id, files=files, file_fields=file_fields)
 
     def get_jobs(
         self,
@@ -179,7 +177,7 @@ class FTSHook(BaseHook):
         file_fields: Sequence[str] | None = None,
     ) -> list[dict]:
         """Many jobs in requests of up to 100 ids; a missing job is an error entry, not a raise."""
-        return self.get_client().get_jobs(job_ids, files=files, file_fields=file_fields)
+        return self.get_conn().get_jobs(job_ids, files=files, file_fields=file_fields)
 
     def get_jobs_or_archived(
         self,
@@ -189,17 +187,17 @@ class FTSHook(BaseHook):
         file_fields: Sequence[str] | None = None,
     ) -> list[dict]:
         """Like :meth:`get_jobs`, with jobs FTS purged read from its archive."""
-        client = self.get_client()
+        client = self.get_conn()
         return client.get_jobs_or_archived(job_ids, files=files, file_fields=file_fields)
 
     def get_job_files(self, job_id: str) -> list[dict]:
-        return self.get_client().get_job_files(job_id)
+        return self.get_conn().get_job_files(job_id)
 
     def get_file_retries(self, job_id: str, file_id: int) -> list[dict]:
-        return self.get_client().get_file_retries(job_id, file_id)
+        return self.get_conn().get_file_retries(job_id, file_id)
 
     def get_archived_job(self, job_id: str) -> dict:
-        return self.get_client().get_archived_job(job_id)
+        return self.get_conn().get_archived_job(job_id)
 
     def list_jobs(
         self,
@@ -215,7 +213,7 @@ class FTSHook(BaseHook):
         fields: str | Sequence[str] | None = None,
     ) -> list[dict]:
         """``GET /jobs`` with the filters of :meth:`FTSClient.list_jobs`."""
-        return self.get_client().list_jobs(
+        return self.get_conn().list_jobs(
             state_in=state_in,
             time_window=time_window,
             limit=limit,
@@ -228,17 +226,17 @@ class FTSHook(BaseHook):
         )
 
     def cancel_job(self, job_id: str) -> dict:
-        return self.get_client().cancel_job(job_id)
+        return self.get_conn().cancel_job(job_id)
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> list[dict]:
-        return self.get_client().cancel_jobs(job_ids)
+        return self.get_conn().cancel_jobs(job_ids)
 
     def cancel_files(self, job_id: str, file_ids: Sequence[int]) -> list[str]:
-        return self.get_client().cancel_files(job_id, file_ids)
+        return self.get_conn().cancel_files(job_id, file_ids)
 
     def set_priority(self, job_ids: Sequence[str], priority: int) -> list[dict]:
         """Change the priority (1 low .. 5 high) of queued jobs; one answer entry per job."""
-        return self.get_client().set_priority(job_ids, priority)
+        return self.get_conn().set_priority(job_ids, priority)
 
     def test_connection(self) -> tuple[bool, str]:
         """Whether this connection can submit, and if not why and what to do; never raises.
@@ -247,7 +245,7 @@ class FTSHook(BaseHook):
         expired, at least an hour left) and an answer from the server about who we are.
         """
         try:
-            client = self.get_client()
+            client = self.get_conn()
             client.credentials.check_usable("submit")  # raises with the reason and the fix
             identity = client.whoami()
             if client.uses_token:

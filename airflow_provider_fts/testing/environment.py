@@ -23,7 +23,7 @@ __all__ = [
 
 USER_DN = "/DC=org/DC=example/O=FTS Test/CN=Test User"
 TOKEN_USER = "token-user"  # the ``sub`` of the built-in issuer's tokens
-# With a trailing slash, as 3.13.4 needs to find the provider's configured VO (tokens.md).
+# With a trailing slash, as 3.13.4 needs to find the provider's configured VO.
 TEST_ISSUER_URL = "https://iam.example.org/"
 
 

@@ -7,7 +7,7 @@ delegation id is the first 16 hex digits of SHA-1(user DN + FQANs). The same
 :class:`Identity` answers ``/whoami`` and decides job access, so the two cannot disagree.
 
 A bearer token is checked by a :class:`~.tokens.TokenValidator` and, when it fails any
-check, ignored as a real server does (tokens.md): the caller is then anonymous, or its
+check, ignored as a real FTS 3.13.4 server does: the caller is then anonymous, or its
 client certificate. A valid token wins over a certificate.
 
 Root is the caller presenting the host certificate's DN. Root is granted every level: its

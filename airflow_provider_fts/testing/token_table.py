@@ -1,4 +1,4 @@
-"""The server's ``t_token`` table and the token rules of a job submission (tokens.md).
+"""The server's ``t_token`` table and the token rules of a job submission (FTS 3.13.4).
 
 A token submission (``method`` oauth2) needs a bearer token with every claim FTS stores.
 Without per-file tokens that bearer token becomes every file's source and destination

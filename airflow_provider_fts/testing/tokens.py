@@ -1,4 +1,4 @@
-"""Bearer tokens as a real FTS 3.13 server checks them (``tokens.md``), for the emulator.
+"""Bearer tokens as a real FTS 3.13.4 server checks them, for the emulator.
 
 :class:`TokenValidator` trusts configured issuers, fetches their JWKS once (over HTTPS,
 trusting the test CA) and validates a JWT offline: RS256/ES256 signature, ``exp``,
@@ -61,7 +61,7 @@ class TrustedIssuer:
 
     :param issuer: the issuer URL as the tokens carry it.
     :param vo: the VO configured for the provider (3.13.4 finds it only for an ``iss``
-        with a trailing slash, see tokens.md).
+        with a trailing slash).
     :param keys: signing keys by ``kid``; None to fetch the issuer's JWKS.
     """
 
@@ -177,7 +177,7 @@ class TokenValidator:
         return missing_claim_message(claims)
 
     def identity(self, claims: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``GET /whoami`` document of a validated token (exact shape of tokens.md)."""
+        """The ``GET /whoami`` document of a validated token (the shape FTS 3.13.4 answers)."""
         subject, issuer = str(claims["sub"]), str(claims["iss"])
         scopes = str(claims.get("scope") or "").split()
         vos = self._vos(subject, issuer, claims.get("wlcg.groups"))

@@ -6,23 +6,15 @@ kwargs and run in-process, so the deferrable path is exercised for real.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import uuid
 
 import pytest
 
-from tests.airflow_env import EXAMPLE_DAGS
+from tests.airflow_env import EXAMPLE_DAGS, load_example_dag
 
 POLLER_AGENT = re.compile(r"airflow-provider-fts/\S+ httpx/")
-
-
-def load_dag(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE_DAGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return next(v for v in vars(module).values() if type(v).__name__ == "DAG")
 
 
 @pytest.fixture
@@ -51,7 +43,7 @@ def task_states(run) -> dict[tuple[str, int], str]:
 def test_example_dag_parses_without_network(name, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_FTS_DEFAULT", "fts://unreachable.invalid")
 
-    dag = load_dag(name)
+    dag = load_example_dag(name)
 
     assert dag.task_ids
 
@@ -65,7 +57,7 @@ def test_replication_copies_the_files_with_checksums(
     (site_a / "data").mkdir(exist_ok=True)
     for name in ("run-001.root", "run-002.root", "run-003.root"):
         (site_a / "data" / name).write_bytes(name.encode() * 100)
-    dag = load_dag("example_fts_replication")
+    dag = load_example_dag("example_fts_replication")
 
     run = dag.test()
 
@@ -83,7 +75,7 @@ def test_tape_staging_stages_then_copies_waiting_in_the_trigger(
     (site_a / "tape" / dataset).mkdir(parents=True)
     for name in ("raw-001.dat", "raw-002.dat"):
         (site_a / "tape" / dataset / name).write_bytes(name.encode() * 50)
-    dag = load_dag("example_fts_tape_staging")
+    dag = load_example_dag("example_fts_tape_staging")
 
     run = dag.test(run_conf={"dataset": dataset})
 
@@ -108,7 +100,7 @@ def test_bulk_copy_retries_resubmit_only_the_recoverable_failures(
     manifest.write_text(
         "".join(f"mock://src.example/{prefix}/f{n} {destination(prefix, n)}\n" for n in range(1005))
     )
-    dag = load_dag("example_fts_bulk_copy")
+    dag = load_example_dag("example_fts_bulk_copy")
 
     run = dag.test(run_conf={"manifest": str(manifest)})
 

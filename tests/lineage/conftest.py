@@ -6,18 +6,9 @@ Airflow; importing it first gives these suites the same isolated Airflow.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.airflow.conftest import EXAMPLE_DAGS  # sets AIRFLOW_HOME before Airflow is imported
-
-
-def load_example_dag(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE_DAGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return next(v for v in vars(module).values() if type(v).__name__ == "DAG")
+from tests.airflow.conftest import EXAMPLE_DAGS  # noqa: F401  (AIRFLOW_HOME before Airflow)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from airflow.sdk import DAG, Asset
 from airflow.sdk.bases.operator import BaseOperator
 
-from tests.lineage.conftest import asset_events, load_example_dag, register
+from tests.airflow_env import load_example_dag
+from tests.lineage.conftest import asset_events, register
 
 FILES = ("run-001.root", "run-002.root", "run-003.root")
 DAY = datetime(2026, 1, 2, tzinfo=UTC)

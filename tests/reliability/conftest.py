@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from tests.airflow_env import isolate_airflow
 
-EXAMPLE_DAGS = isolate_airflow()  # before anything imports Airflow
+isolate_airflow()  # before anything imports Airflow
 
 import functools  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 
 import pytest  # noqa: E402
@@ -33,11 +32,3 @@ def connect(fts_emulator, fts_pki, monkeypatch):
         return value
 
     return define
-
-
-def load_example_dag(name: str):
-    """An example DAG, loaded from its file as the DAG processor would."""
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE_DAGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return next(v for v in vars(module).values() if type(v).__name__ == "DAG")

@@ -21,7 +21,8 @@ from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
-from tests.reliability.conftest import TaskTry, load_example_dag
+from tests.airflow_env import load_example_dag
+from tests.reliability.conftest import TaskTry
 
 SRC = "davs://site-a.example/data/f"
 DST = "davs://site-b.example/data/f"

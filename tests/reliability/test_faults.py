@@ -27,7 +27,8 @@ from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
-from tests.reliability.conftest import TaskTry, load_example_dag
+from tests.airflow_env import load_example_dag
+from tests.reliability.conftest import TaskTry
 from tests.tasks import only_event, wait_terminal
 
 REPLICATED = ("run-001.root", "run-002.root", "run-003.root")

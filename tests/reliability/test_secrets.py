@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import load_example_dag
+from tests.airflow_env import load_example_dag
 
 PASSPHRASE = "tr0ub4dor&3-passphrase"
 CREDENTIAL_FILE_PREFIX = "fts-cred-"
@@ -140,6 +140,23 @@ def stored_outputs(run) -> list[str]:
     return [str(value) for value in [*xcoms, *rendered]]
 
 
+def places_of(run, caplog, capfd) -> dict[str, str]:
+    """Everything a DAG run left where a secret could leak, by the name of the place.
+
+    :param run: the finished DAG run (its XComs and rendered template fields).
+    :param caplog: pytest's log capture of the run.
+    :param capfd: pytest's capture of what the run printed.
+    """
+    printed = capfd.readouterr()
+    records = "\n".join(record.getMessage() for record in caplog.records)
+    return {
+        "log records": records + "\n" + caplog.text,
+        "printed task log": printed.out + printed.err,
+        "task log files": task_log_files(),
+        "XComs and rendered templates": "\n".join(stored_outputs(run)),
+    }
+
+
 def task_log_files() -> str:
     logs = Path(os.environ["AIRFLOW_HOME"]) / "logs"
     files = [p for p in logs.rglob("*") if p.is_file()] if logs.is_dir() else []
@@ -173,14 +190,7 @@ def test_example_dag_leaks_no_credential(
 
     run = load_example_dag(name).test(run_conf=run_conf)
 
-    printed = capfd.readouterr()
-    records = "\n".join(record.getMessage() for record in caplog.records)
-    haystacks = {
-        "log records": records + "\n" + caplog.text,
-        "printed task log": printed.out + printed.err,
-        "task log files": task_log_files(),
-        "XComs and rendered templates": "\n".join(stored_outputs(run)),
-    }
+    haystacks = places_of(run, caplog, capfd)
     # The search does see the task logs (Airflow's task runner frames each task's log).
     assert "::endgroup::" in haystacks["printed task log"] + haystacks["log records"]
     assert haystacks["XComs and rendered templates"]

@@ -156,9 +156,8 @@ def test_an_ignored_token_is_renewed_only_once(oidc_connection, token_emulator, 
     with pytest.raises(FTSHTTPError) as raised:
         hook.cancel_job(job_id)
 
-    assert (
-        raised.value.status == 500
-    )  # what FTS answers an anonymous cancel (tokens.md)    assert idp.token_requests() == 2
+    assert raised.value.status == 500  # what FTS answers an anonymous cancel
+    assert idp.token_requests() == 2
     assert token_emulator.requests["DELETE /jobs/{id}"] == 2
 
 

@@ -17,8 +17,8 @@ import pytest
 from airflow_provider_fts.client.oidc import token_source
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
-from tests.reliability.conftest import load_example_dag
-from tests.reliability.test_secrets import prepare, secret_lines, stored_outputs, task_log_files
+from tests.airflow_env import load_example_dag
+from tests.reliability.test_secrets import places_of, prepare, secret_lines
 from tests.tokens.conftest import ROBOT_SECRET, SHORT_TTL
 from tests.tokens_e2e.conftest import slow_clock
 
@@ -92,13 +92,7 @@ def test_an_example_dag_with_a_token_connection_leaks_no_token(
     assert run.state == "success" or name == "example_fts_bulk_copy"  # bulk copy has a bad file
     assert len(fetched_secrets) >= 3  # the FTS token and storage tokens were fetched
     secrets = secret_lines(ROBOT_SECRET, *fetched_secrets)
-    printed = capfd.readouterr()
-    haystacks = {
-        "log records": "\n".join(r.getMessage() for r in caplog.records) + caplog.text,
-        "printed task log": printed.out + printed.err,
-        "task log files": task_log_files(),
-        "XComs and rendered templates": "\n".join(stored_outputs(run)),
-    }
+    haystacks = places_of(run, caplog, capfd)
     assert "::endgroup::" in haystacks["printed task log"] + haystacks["log records"]
     assert haystacks["XComs and rendered templates"]
     for where, text in haystacks.items():
