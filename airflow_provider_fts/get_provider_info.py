@@ -210,23 +210,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": ["airflow_provider_fts.links.fts.FTSJobLink"],
         "asset-uris": [_asset_uris()],
-        "config": {
-            "fts": {
-                "description": "Settings of the CERN FTS3 provider.",
-                "options": {
-                    "resume_guard_seconds": {
-                        "description": "Seconds after a task defers during which its "
-                        "FTSJobTrigger holds back an event for jobs that ended sooner, so "
-                        "Airflow does not misread a task resumed within seconds of its "
-                        "deferral (apache/airflow#72716). 0 turns the guard off.",
-                        "version_added": "0.1.0",
-                        "type": "float",
-                        "example": "0",
-                        "default": str(RESUME_GUARD_SECONDS),
-                    }
-                },
-            }
-        },
+        "config": _config(),
     }
 
 
@@ -247,4 +231,25 @@ def _asset_uris() -> dict[str, Any]:
         "schemes": schemes,
         "handler": "airflow_provider_fts.assets.normalize_uri",
         "to_openlineage_converter": "airflow_provider_fts.assets.convert_asset_to_openlineage",
+    }
+
+
+def _config() -> dict[str, Any]:
+    """The provider's settings in ``airflow.cfg`` (section ``[fts]``)."""
+    return {
+        "fts": {
+            "description": "Settings of the CERN FTS3 provider.",
+            "options": {
+                "resume_guard_seconds": {
+                    "description": "Seconds after a task defers during which its "
+                    "FTSJobTrigger holds back an event for jobs that ended sooner, so "
+                    "Airflow does not misread a task resumed within seconds of its "
+                    "deferral (apache/airflow#72716). 0 turns the guard off.",
+                    "version_added": "0.1.0",
+                    "type": "float",
+                    "example": "0",
+                    "default": str(RESUME_GUARD_SECONDS),
+                }
+            },
+        }
     }
