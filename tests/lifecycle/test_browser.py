@@ -113,7 +113,8 @@ def is_secret(name: str, spec: dict) -> bool:
     label = spec["label"].lower()
     if "certificate" in label or ("cert" in name.lower() and "key" not in name.lower()):
         return False
-    named = is_pem(name, spec) or any(w in label for w in ("passphrase", "token", "secret"))
+    secret_words = ("passphrase", "secret", "access token", "refresh token")
+    named = is_pem(name, spec) or any(w in label for w in secret_words)
     return spec["schema"].get("format") == "password" or named
 
 
@@ -190,15 +191,18 @@ def form_problems(
 
     :param fields: the provider's ``conn-fields``.
     :param extra: the values the connection holds.
-    :param labels: every label of the dialog.
+    :param labels: every label of the dialog, with a trailing ``*`` where it is marked required.
     :param controls: the form control of each field, by field name.
     :param source: the dialog's HTML.
     """
     problems = [f"no control for {name}" for name in fields if name not in controls]
+    marked, labels = labels, [label.replace("*", "").strip() for label in labels]
     missing = [spec["label"] for spec in fields.values() if spec["label"] not in labels]
     problems += [f"labels not in the form: {missing}"] * bool(missing)
-    tokens = labels.count("Access token")
+    tokens = sum("access token" in label.lower() for label in labels)
     problems += [f'"Access token" appears {tokens} times: {labels}'] * (tokens != 1)
+    required = [spec["label"] for spec in fields.values() if f"{spec['label']}*" in marked]
+    problems += [f"marked required, though optional: {required}"] * bool(required)
     for name, control in controls.items():
         spec, value = fields[name], extra[name]
         what = f"{name} ({spec['label']})"
@@ -213,12 +217,14 @@ def form_problems(
 
 
 def _labels(driver) -> list[str]:
+    """Each label's text, ending in ``*`` (no space before it) where it is marked required."""
     from selenium.webdriver.common.by import By
 
-    return [
-        " ".join(label.get_attribute("textContent").replace("*", "").split())
+    texts = [
+        " ".join(label.get_attribute("textContent").split())
         for label in driver.find_elements(By.XPATH, "//div[@role='dialog']//label")
     ]
+    return [f"{t[:-1].rstrip()}*" if t.endswith("*") else t for t in texts]
 
 
 # -- the "FTS job" link ------------------------------------------------------------------
