@@ -9,6 +9,7 @@ from site B's folder.
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import UTC, datetime
 
 from airflow.sdk import DAG, Asset
@@ -110,3 +111,32 @@ def test_replicas_queue_the_consumer_which_reads_them_at_site_b(
     assert {r["bytes"] for r in read} == {1200}
     job_id = next(iter(events.values()))["fts_job_id"]
     assert {r["fts_job_id"] for r in read} == {job_id}
+
+
+def test_the_consumer_reads_each_event_once_though_airflow_lists_it_twice(tmp_path, monkeypatch):
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    monkeypatch.setenv("FTS_EXAMPLE_MOUNTS", json.dumps({"davs://site-b.example": str(tmp_path)}))
+    data = b"x" * 10
+    (tmp_path / "run-001.root").write_bytes(data)
+    uri = "davs://site-b.example/run-001.root"
+    event = AssetEventDagRunReferenceResult(
+        asset={"name": uri, "uri": uri, "extra": {}},
+        extra={"fts_job_id": "job-1", "size": 10},
+        source_task_id="transfer",
+        source_dag_id="example_fts_replication",
+        source_run_id="run",
+        source_map_index=-1,
+        source_aliases=[{"name": "fts-replicas"}],
+        timestamp=DAY,
+    )
+    # What the scheduler hands the task: the event under its asset and under the alias.
+    events = TriggeringAssetEventsAccessor.build([event])
+    consumer = load_example_dag("example_fts_replica_consumer")
+
+    read = consumer.get_task("read_replicas").python_callable(triggering_asset_events=events)
+
+    assert len(list(events)) == 2
+    adler32 = f"{zlib.adler32(data):08x}"
+    assert read == [{"replica": uri, "fts_job_id": "job-1", "bytes": 10, "adler32": adler32}]
