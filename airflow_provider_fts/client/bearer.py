@@ -2,11 +2,11 @@
 rule for a token FTS ignores.
 
 A bearer is a :class:`StaticToken` (``access_token``, sent as is) or an OIDC
-:class:`~.oidc.TokenSource` (fetched and renewed by the client). Both the sync transport
-and the triggers' async poller take the token per request and apply
-:func:`renew_after`: FTS never says "expired", it answers as for an anonymous user
-(:func:`~.oidc_wire.is_anonymous_answer`), so such an answer for a renewable token that
-FTS accepted before means "renew once, send once more"; never more than once.
+:class:`~.oidc.TokenSource` (fetched and renewed by the client). The one sending policy
+(:mod:`.sending`, for the sync client and the triggers' poller alike) takes the token per
+request and applies :func:`renew_after`: FTS never says "expired", it answers as for an
+anonymous user (:func:`~.oidc_wire.is_anonymous_answer`), so such an answer for a renewable
+token that FTS accepted before means "renew once, send once more"; never more than once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from airflow_provider_fts.client.oidc_wire import is_anonymous_answer
 if TYPE_CHECKING:
     from airflow_provider_fts.client.oidc import TokenSource
 
-__all__ = ["Bearer", "StaticToken", "accepted", "renew_after", "token_ignored_error"]
+__all__ = ["Bearer", "StaticToken", "renew_after", "token_ignored_error"]
 
 
 class StaticToken:
@@ -51,6 +51,8 @@ def renew_after(
     True when FTS answered as for an anonymous user to a renewable token whose credential
     it accepted before. Each such answer is a refusal (FTS did nothing), so sending again
     is safe for every request, a submission included. The caller does it at most once.
+    Any other successful answer notes that FTS accepts the bearer's tokens: from then on an
+    anonymous answer means the token went bad (renew), not that it never was valid (report).
     :param bearer: where the token came from.
     :param token: the token the request carried.
     :param method: the request's HTTP method.
@@ -60,14 +62,11 @@ def renew_after(
     """
     if token is None or bearer is None or not bearer.renewable:
         return False
-    return bearer.worked and is_anonymous_answer(method, path, status, body)
-
-
-def accepted(bearer: Bearer | None) -> None:
-    """Note that FTS accepted the bearer's token: from now on an anonymous answer means
-    the token went bad (renew), not that it was never valid (report)."""
-    if bearer is not None and bearer.renewable:
+    if is_anonymous_answer(method, path, status, body):
+        return bearer.worked
+    if 200 <= status < 300:
         bearer.worked = True
+    return False
 
 
 def token_ignored_error(field: str) -> FTSCredentialError:

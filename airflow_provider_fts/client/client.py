@@ -32,7 +32,6 @@ from airflow_provider_fts.client.errors import (
     BadRequest,
     Conflict,
     FTSConnectionError,
-    FTSError,
     FTSValidationError,
     NeedsDelegation,
     NotFound,
@@ -44,6 +43,7 @@ from airflow_provider_fts.client.protocol import (
     files_params,
     normalise_endpoint,
 )
+from airflow_provider_fts.client.sending import RetryPolicy
 from airflow_provider_fts.client.submission import (
     BASE_ID,
     JobParams,
@@ -51,7 +51,7 @@ from airflow_provider_fts.client.submission import (
     build_submission,
     expected_job_id,
 )
-from airflow_provider_fts.client.transport import RetryPolicy, Transport
+from airflow_provider_fts.client.transport import Transport
 
 if TYPE_CHECKING:
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
@@ -301,7 +301,7 @@ class FTSClient:
             return expected
         except (FTSConnectionError, TryAgain) as exc:
             if isinstance(exc, FTSConnectionError) and not exc.maybe_sent:
-                return self._post_again(document, expected)
+                raise  # it never reached FTS; the transport already sent it again
             if isinstance(exc, TryAgain) and expected is None:
                 raise
             if expected is None:
@@ -450,7 +450,7 @@ class FTSClient:
 
     def cancel_job(self, job_id: str) -> dict:
         """Cancel one job; a job already final comes back unchanged (``304`` inside)."""
-        return self.transport.request("DELETE", f"/jobs/{check_id(job_id)}", retry=True)
+        return self.transport.request("DELETE", f"/jobs/{check_id(job_id)}")
 
     def cancel_jobs(self, job_ids: Iterable[str]) -> list[dict]:
         """Cancel many jobs, up to 100 per request; one answer entry per job."""
@@ -485,10 +485,4 @@ class FTSClient:
 
     def _run(self, flow: protocol.Flow[T]) -> T:
         """Send a protocol flow's requests one by one, handing back answers and errors."""
-        exchange = protocol.Exchange(flow)
-        while not exchange.done:
-            try:
-                exchange.answer(self.transport.send(exchange.request))
-            except FTSError as error:
-                exchange.fail(error)
-        return exchange.result
+        return self.transport.run(flow)

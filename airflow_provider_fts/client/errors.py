@@ -30,6 +30,7 @@ __all__ = [
     "ServerError",
     "TryAgain",
     "error_from_response",
+    "is_transient",
 ]
 
 
@@ -127,6 +128,18 @@ class ServerError(FTSHTTPError):
 
 class TryAgain(ServerError):
     """502/503/504: the service is overloaded or restarting; the request may be retried."""
+
+
+def is_transient(error: FTSError) -> bool:
+    """Whether ``error`` is a fault that may pass, so asking again may succeed.
+
+    A connection failure (no answer, a reset, a timeout, a body cut short) or a 502/503/504.
+    Not a bad server certificate, and not a 500: FTS answers 500 for its own bugs (and for
+    an ignored token on a job read), which asking again does not cure.
+    """
+    if isinstance(error, ServerCertificateError):
+        return False
+    return isinstance(error, FTSConnectionError | TryAgain)
 
 
 _BY_STATUS: dict[int, type[FTSHTTPError]] = {

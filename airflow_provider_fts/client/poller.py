@@ -5,31 +5,31 @@ thousand waiting jobs would cost a thousand requests per round. Instead every wa
 registers its job ids with the :class:`JobPoller` of its endpoint and credential, and the
 poller asks for all of them in requests of up to 100 ids (FTS answers ``GET /jobs/a,b,c,``
 with one list, and a 207 when some ids fail). What to ask and how to read the answers is
-:mod:`.protocol`'s, shared with the sync client; only sending (httpx) is written here.
+:mod:`.protocol`'s, and how to send them :mod:`.sending`'s, both shared with the sync client
+(:class:`~.transport.AsyncTransport` sends them with httpx).
 
-Only reads happen here (and ``cancel`` when asked): triggers may run twice or restart, so
-waiting must have no side effect. No Airflow import: the poller is plain asyncio + httpx.
+Only reads happen here: triggers may run twice or restart, so waiting must have no side
+effect. No Airflow import: the poller is plain asyncio + httpx.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from airflow_provider_fts.client import protocol
-from airflow_provider_fts.client.bearer import Bearer, StaticToken, accepted, renew_after
-from airflow_provider_fts.client.credentials import Trust
-from airflow_provider_fts.client.errors import FTSConnectionError, FTSError, error_from_response
+from airflow_provider_fts.client.transport import AsyncTransport
 
 if TYPE_CHECKING:
     import ssl
+
+    from airflow_provider_fts.client.bearer import Bearer
+    from airflow_provider_fts.client.credentials import Trust
+    from airflow_provider_fts.client.sending import RetryPolicy
 
 __all__ = ["JobPoller", "shared_poller"]
 
@@ -68,10 +68,10 @@ class JobPoller:
 
     :param endpoint: ``https://host:port`` of the FTS REST server.
     :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
-    :param token: A static bearer token (the same as ``bearer=StaticToken(token)``).
     :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
-    :param timeout: Seconds for one request.
+    :param timeout: Seconds for one request: (connect, read), or one number for both.
     :param bearer: Where each request's bearer token comes from (static or OIDC-renewed).
+    :param retry: How a request is sent again after a passing fault (as the sync client).
     """
 
     def __init__(
@@ -79,24 +79,18 @@ class JobPoller:
         endpoint: str,
         *,
         ssl_context: ssl.SSLContext | None = None,
-        token: str | None = None,
         trust: Trust | None = None,
-        timeout: float = 60.0,
+        timeout: float | tuple[float, float] = 60.0,
         bearer: Bearer | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)
-        # httpx is given the client's settings when the first request needs it.
-        self._settings = {
-            "base_url": self.endpoint,
-            "verify": ssl_context if ssl_context is not None else True,
-            "headers": protocol.request_headers(f"httpx/{httpx.__version__}"),
-            "timeout": timeout,
-        }
-        self._trust = trust or Trust()
+        timeouts = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        self._transport = AsyncTransport(
+            self.endpoint, ssl_context, trust=trust, bearer=bearer, timeout=timeouts, retry=retry
+        )
         self._waiters: set[_Waiter] = set()
         self._task: asyncio.Task | None = None
-        self._http: httpx.AsyncClient | None = None
         self.on_idle: Callable[[], None] | None = None
         self.rounds = 0  # completed poll rounds, for observability
 
@@ -111,7 +105,7 @@ class JobPoller:
     @property
     def connected(self) -> bool:
         """Whether the poller holds an open HTTP client (it opens one for its next request)."""
-        return self._http is not None
+        return self._transport.connected
 
     async def wait(
         self,
@@ -136,21 +130,8 @@ class JobPoller:
         finally:
             self._waiters.discard(waiter)
 
-    async def cancel(self, job_ids: Sequence[str]) -> list[dict]:
-        """Cancel jobs; the per-job answers (already terminal jobs come back unchanged).
-
-        A poller that serves no wait closes after this, so a cancel leaves nothing behind.
-        """
-        try:
-            return await self._exchange(protocol.send_all(protocol.by_ids("DELETE", job_ids)))
-        finally:
-            if self._task is None and not self._waiters:
-                await self._retire()
-
     async def aclose(self) -> None:
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        await self._transport.aclose()
 
     async def _retire(self) -> None:
         """Leave the registry (a new credential is then picked up) and close the client."""
@@ -191,58 +172,7 @@ class JobPoller:
 
     async def _exchange(self, flow: protocol.Flow[Any]) -> Any:
         """Send a protocol flow's requests one by one, handing back answers and errors."""
-        exchange = protocol.Exchange(flow)
-        while not exchange.done:
-            try:
-                exchange.answer(await self._send(exchange.request))
-            except FTSError as error:
-                exchange.fail(error)
-        return exchange.result
-
-    async def _send(self, request: protocol.Request) -> Any:
-        """Send one request; a token FTS accepted before and now ignores is renewed once
-        (without blocking the loop) and the request sent once more, as the sync client does."""
-        bearer = self.bearer
-        token = await bearer.token_async() if bearer is not None else None
-        response = await self._request(request, token)
-        status, method, path = response.status_code, request.method, request.path
-        body = _json(response)  # decoded once, for the token check and the caller
-        if renew_after(bearer, token, method, path, status, body):
-            log.warning("FTS %s %s: the access token was ignored; renewing it once", method, path)
-            renewed = await bearer.renew_async(token)  # type: ignore[union-attr]
-            response = await self._request(request, renewed)
-            body = _json(response)
-        elif status < 300:
-            accepted(bearer)
-        return self._decode(request, response, body)
-
-    async def _request(self, request: protocol.Request, token: str | None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        try:
-            return await self._client().request(
-                request.method, request.target, json=request.json_body, headers=headers
-            )
-        except httpx.HTTPError as error:
-            bad_certificate = protocol.certificate_error(self.endpoint, self._trust, error)
-            raise bad_certificate or FTSConnectionError(
-                f"{request.method} {self.endpoint}{request.path}: {error}"
-            ) from None
-
-    def _decode(self, request: protocol.Request, response: httpx.Response, body: Any) -> Any:
-        if response.status_code >= 300:
-            raise error_from_response(
-                response.status_code,
-                response.content,
-                response.headers.get("content-type", ""),
-                method=request.method,
-                path=request.path,
-            )
-        return body
-
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(**self._settings)
-        return self._http
+        return await self._transport.run(flow)
 
 
 async def _follow(waiter: _Waiter, on_poll: ProgressCallback | None) -> list[dict]:
@@ -297,10 +227,3 @@ async def _create(
 
     poller.on_idle = forget
     return poller
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None

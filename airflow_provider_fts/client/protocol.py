@@ -4,24 +4,14 @@ Nothing here sends anything. Requests are plain :class:`Request` descriptions (i
 chunked by :data:`MAX_IDS_PER_REQUEST`, query parameters built); answers are read by the
 functions below (multi-id lists and 207 entries, error entries to exceptions). Operations
 that need several requests, and a decision between them (the archive fallback), are
-generators that yield a request and receive its decoded body, or its error thrown in:
-
-    exchange = Exchange(jobs_or_archived(job_ids))
-    while not exchange.done:
-        try:
-            exchange.answer(send(exchange.request))
-        except FTSError as error:
-            exchange.fail(error)
-    return exchange.result
-
-The sync client sends with ``requests`` (:mod:`.transport`), the triggers' poller with
-``httpx`` (:mod:`.poller`): only those few sending lines differ.
+generators that yield a request and receive its decoded body, or its error thrown in,
+driven by an :class:`Exchange`. The sync client and the triggers' poller both run them with
+:mod:`.sending`'s one policy (``transport.run(flow)``), over ``requests`` or ``httpx``.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,16 +19,13 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_fts import __version__
-from airflow_provider_fts.client.credentials import Trust
 from airflow_provider_fts.client.errors import (
-    FTSConnectionError,
     FTSError,
     FTSValidationError,
     NotFound,
-    ServerCertificateError,
-    ServerError,
     error_from_job_entry,
     is_job_error_entry,
+    is_transient,
 )
 from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
 
@@ -47,10 +34,10 @@ __all__ = [
     "MAX_IDS_PER_REQUEST",
     "Exchange",
     "Request",
-    "certificate_error",
     "check_id",
     "entries",
     "files_params",
+    "is_transient",
     "job_states",
     "jobs_or_archived",
     "normalise_endpoint",
@@ -63,6 +50,8 @@ log = logging.getLogger(__name__)
 MAX_IDS_PER_REQUEST = 100
 MAX_LIST_LIMIT = 500
 DEFAULT_PORT = 8446
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
 
 T = TypeVar("T")
 #: Yields requests, receives each one's decoded body (or its error), returns ``T``.
@@ -77,16 +66,25 @@ class Request:
     :param path: Path below the endpoint, ids already checked.
     :param params: Query parameters (sent with commas and colons literal).
     :param json_body: Body to send as JSON.
-    :param idempotent: Whether sending it twice is harmless (so it may be retried).
     :param job_ids: The job ids the request is about (a failed batch fails these).
+    :param data: Body to send as is (a PEM chain), when there is no ``json_body``.
     """
 
     method: str
     path: str
     params: dict[str, str] | None = None
     json_body: Any = None
-    idempotent: bool = False
     job_ids: tuple[str, ...] = ()
+    data: str | bytes | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether sending it twice is harmless, so it may be sent again after a fault.
+
+        Reads, and cancels (a job or file already canceled is answered unchanged). POST
+        and PUT never: a second submission or delegation is not the same as one.
+        """
+        return self.method in _IDEMPOTENT
 
     @property
     def target(self) -> str:
@@ -124,7 +122,7 @@ class Exchange(Generic[T]):
             self.request, self.result, self.done = None, stop.value, True
 
 
-# -- headers and TLS --------------------------------------------------------------------
+# -- headers --------------------------------------------------------------------
 
 
 def default_user_agent(http_library: str) -> str:
@@ -143,61 +141,6 @@ def request_headers(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers
-
-
-def certificate_error(
-    endpoint: str, trust: Trust, failure: BaseException
-) -> ServerCertificateError | None:
-    """A :class:`ServerCertificateError` when ``failure`` (any library's error) was caused
-    by the server certificate failing verification; None for any other failure."""
-    cause = _verification_failure(failure)
-    if cause is None:
-        return None
-    reason = getattr(cause, "verify_message", None) or str(cause)
-    return ServerCertificateError(
-        f"The server certificate of {endpoint} failed verification ({reason}) against "
-        f"{describe_trust(trust)}. Fix: set the connection extra ca_path to a directory of "
-        "the CA certificates that signed it (e.g. /etc/grid-security/certificates) or "
-        "ca_file to a PEM bundle of them (Trust(ca_path=...) / Trust(ca_file=...) for the "
-        "client); verify=false turns verification off, for tests only."
-    )
-
-
-def describe_trust(trust: Trust) -> str:
-    """Which CAs verify the server, in words (no secret is involved)."""
-    if trust.ca_path and trust.ca_file:
-        return (
-            f"the CA directory {trust.ca_path} (ca_path) and the CA file {trust.ca_file} (ca_file)"
-        )
-    if trust.ca_path:
-        return f"the CA directory {trust.ca_path} (ca_path)"
-    if trust.ca_file:
-        return f"the CA file {trust.ca_file} (ca_file)"
-    return "the system CA store (neither ca_path nor ca_file is set)"
-
-
-def _verification_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate verification error somewhere in an error's causes, if any."""
-    seen: set[int] = set()
-    stack: list[Any] = [error]
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        # requests/urllib3 nest the cause in args and ``reason``; httpx in the context.
-        stack.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
-        stack.extend(current.args)
-    return None
-
-
-def is_transient(error: FTSError) -> bool:
-    """A fault that may pass (network, 5xx): worth asking again; a bad certificate is not."""
-    if isinstance(error, ServerCertificateError):
-        return False
-    return isinstance(error, FTSConnectionError | ServerError)
 
 
 # -- requests ---------------------------------------------------------------------------
@@ -277,7 +220,6 @@ def by_ids(
                 f"/jobs/{','.join(chunk)},",
                 params=params,
                 json_body=json_body,
-                idempotent=method in ("GET", "DELETE"),
                 job_ids=chunk,
             )
         )
@@ -294,7 +236,7 @@ def priority_body(priority: Any) -> dict:
 
 
 def archive_request(job_id: str) -> Request:
-    return Request("GET", f"/archive/{check_id(job_id)}", idempotent=True)
+    return Request("GET", f"/archive/{check_id(job_id)}")
 
 
 # -- answers ----------------------------------------------------------------------------

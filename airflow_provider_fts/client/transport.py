@@ -1,60 +1,46 @@
-"""HTTP transport: one pooled session, TLS from our own context, and the retry policy.
+"""HTTP transports to one FTS endpoint: :class:`Transport` (sync, ``requests``) for the
+client, :class:`AsyncTransport` (asyncio, ``httpx``) for the triggers' poller.
 
-This module is the one place that decides whether a request may be retried:
-idempotent requests (GET, and DELETE of jobs) are retried with exponential backoff and
-full jitter on connection errors, read timeouts, 502/503/504 answers and garbled JSON.
-Everything else, above all ``POST /jobs``, is sent exactly once; a submission whose
-answer was lost surfaces as :class:`~.errors.FTSConnectionError` for the caller to
-resolve (the client looks the job up by its deterministic id).
+Both run the one policy of :mod:`.sending` (retries, backoff, token renewal, decoding,
+error mapping) and differ only in how they send bytes and wait: each turns its library's
+answer into a :class:`~.sending.Reply` and its library's failure into the one
+:func:`~.sending.connection_error`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import random
+import asyncio
 import ssl
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_fts.client.bearer import Bearer, StaticToken, accepted, renew_after
 from airflow_provider_fts.client.credentials import Trust
-from airflow_provider_fts.client.errors import (
-    FTSConnectionError,
-    FTSHTTPError,
-    error_from_response,
+from airflow_provider_fts.client.protocol import Request, request_headers
+from airflow_provider_fts.client.sending import (
+    Pause,
+    Reply,
+    RetryPolicy,
+    Send,
+    Token,
+    connection_error,
+    conversation,
+    drive,
+    drive_async,
+    outgoing,
+    send_flow,
 )
-from airflow_provider_fts.client.protocol import (
-    Request,
-    certificate_error,
-    is_transient,
-    request_headers,
-    with_query,
-)
 
-__all__ = ["RetryPolicy", "Transport"]
+if TYPE_CHECKING:
+    from airflow_provider_fts.client.bearer import Bearer
+    from airflow_provider_fts.client.protocol import Flow
 
-log = logging.getLogger(__name__)
+__all__ = ["AsyncTransport", "RetryPolicy", "Transport"]
 
-_RETRY_STATUSES = frozenset({502, 503, 504})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently idempotent requests are retried."""
-
-    retries: int = 3
-    backoff: float = 0.5
-    backoff_max: float = 20.0
-
-    def delay(self, attempt: int) -> float:
-        """Full-jitter exponential backoff: spreads the retries of many workers apart."""
-        return random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
+T = TypeVar("T")
 
 
 class _TLSAdapter(HTTPAdapter):
@@ -82,16 +68,38 @@ class _TLSAdapter(HTTPAdapter):
         conn.ca_certs = conn.ca_cert_dir = None
 
 
-class Transport:
-    """Sends requests to one FTS endpoint and returns decoded JSON (or text).
+class _Base:
+    """What both transports hold: where to send, the trust named in errors, the bearer
+    each request's token comes from, and the retry policy."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        trust: Trust | None,
+        bearer: Bearer | None,
+        retry: RetryPolicy | None,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.trust = trust or Trust()
+        self.bearer = bearer
+        self.retry = retry or RetryPolicy()
+
+    def _failure(self, request: Request, failure: Exception, sent_nothing: bool) -> Exception:
+        return connection_error(
+            self.endpoint, self.trust, request, failure, sent_nothing=sent_nothing
+        )
+
+
+class Transport(_Base):
+    """Sends requests to one FTS endpoint with one pooled ``requests`` session.
 
     :param endpoint: ``https://host:port`` of the FTS REST server.
     :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
     :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
-    :param token: A static bearer token (the same as ``bearer=StaticToken(token)``).
     :param bearer: Where each request's bearer token comes from (static or OIDC-renewed).
     :param timeout: Connect and read timeouts in seconds.
-    :param retry: How idempotent requests are retried.
+    :param retry: How requests are sent again after passing faults.
     :param user_agent: The User-Agent header (ours by default).
     :param pool_maxsize: Connections kept open to the endpoint.
     """
@@ -102,18 +110,14 @@ class Transport:
         ssl_context: ssl.SSLContext,
         *,
         trust: Trust | None = None,
-        token: str | None = None,
         bearer: Bearer | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
         pool_maxsize: int = 10,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
-        self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)
+        super().__init__(endpoint, trust=trust, bearer=bearer, retry=retry)
         self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.trust = trust or Trust()
         self.session = requests.Session()
         # No .netrc, no environment CA bundles: only what we configure. Proxies from the
         # environment still apply, with NO_PROXY honoured for this endpoint.
@@ -128,14 +132,12 @@ class Transport:
         self.session.close()
 
     def send(self, request: Request) -> Any:
-        """Send a protocol :class:`~.protocol.Request` (retried when it is idempotent)."""
-        return self.request(
-            request.method,
-            request.path,
-            params=request.params,
-            json_body=request.json_body,
-            retry=request.idempotent,
-        )
+        """Send one request; its decoded answer (JSON, text or None)."""
+        return drive(send_flow(request, self.bearer, self.retry), self._perform)
+
+    def run(self, flow: Flow[T]) -> T:
+        """Send a :mod:`.protocol` flow's requests one by one; the flow's result."""
+        return drive(conversation(flow, self.bearer, self.retry), self._perform)
 
     def request(
         self,
@@ -145,149 +147,106 @@ class Transport:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
         data: str | bytes | None = None,
-        retry: bool | None = None,
     ) -> Any:
-        """Send one request; return the decoded JSON body, the text, or None when empty.
+        """:meth:`send` of a request given by its parts."""
+        return self.send(Request(method, path, params, json_body, data=data))
 
-        ``retry`` defaults to True for GET and False otherwise; callers set it for the
-        other idempotent operations (cancelling jobs). The bearer token (if any) is taken
-        now, so a token about to expire is renewed first and a refused token grant fails
-        before anything reaches FTS.
-        """
-        token = self.bearer.token() if self.bearer is not None else None
-        send = {"params": params, "json_body": json_body, "data": data, "retry": retry}
-        try:
-            answer = self._attempts(method, path, token, **send)
-        except FTSHTTPError as error:
-            body = {"message": error.message}
-            if not renew_after(self.bearer, token, method, path, error.status, body):
-                raise
-        else:
-            if not renew_after(self.bearer, token, method, path, 200, answer):
-                accepted(self.bearer)
-                return answer
-        # FTS ignored a token it accepted before (expired early, clock skew): once only.
-        log.warning("FTS %s %s: the access token was ignored; renewing it once", method, path)
-        renewed = self.bearer.renew(token)  # type: ignore[union-attr]
-        return self._attempts(method, path, renewed, **send)
+    def _perform(self, action: Any) -> Any:
+        if isinstance(action, Pause):
+            return time.sleep(action.seconds)
+        if isinstance(action, Token):
+            bearer: Any = self.bearer
+            return bearer.renew(action.used) if action.used else bearer.token()
+        return self._send(action)
 
-    def _attempts(
-        self,
-        method: str,
-        path: str,
-        token: str | None,
-        *,
-        params: dict[str, Any] | None,
-        json_body: Any,
-        data: str | bytes | None,
-        retry: bool | None,
-    ) -> Any:
-        """One request, retried after passing faults when it is idempotent."""
-        may_retry = (method == "GET") if retry is None else retry
-        attempts = 1 + (self.retry.retries if may_retry else 0)
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                response = self._send(
-                    method, path, token, params=params, json_body=json_body, data=data
-                )
-            except FTSConnectionError as error:
-                if last or not is_transient(error):
-                    raise
-                self._pause(attempt, method, path, "connection failed")
-                continue
-            if response.status_code in _RETRY_STATUSES and not last:
-                self._pause(attempt, method, path, f"HTTP {response.status_code}")
-                continue
-            try:
-                return self._decode(method, path, response)
-            except _GarbledBody:
-                if last:
-                    # An answer cut short is as good as lost: a submit must be looked up.
-                    raise FTSConnectionError(
-                        f"FTS answered {method} {path} with a body that is not valid JSON"
-                    ) from None
-                self._pause(attempt, method, path, "invalid JSON")
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        token: str | None,
-        *,
-        params: dict[str, Any] | None,
-        json_body: Any,
-        data: str | bytes | None,
-    ) -> requests.Response:
-        url = self.endpoint + with_query(path, params)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if json_body is not None:
-            data = json.dumps(json_body, separators=(",", ":"))
-            headers["Content-Type"] = "application/json"
-        started = time.monotonic()
+    def _send(self, send: Send) -> Reply:
+        request = send.request
+        headers, body = outgoing(request, send.token)
         try:
             response = self.session.request(
-                method, url, data=data, headers=headers, timeout=self.timeout
+                request.method,
+                self.endpoint + request.target,
+                data=body,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
             )
-        except requests.exceptions.SSLError as exc:
-            bad_certificate = certificate_error(self.endpoint, self.trust, exc)
-            if bad_certificate is not None:
-                raise bad_certificate from None
-            raise FTSConnectionError(
-                f"TLS with {self.endpoint} failed: {_reason(exc)}", maybe_sent=False
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise FTSConnectionError(
-                f"{method} {path} to {self.endpoint} got no answer: {_reason(exc)}",
-                maybe_sent=not _never_connected(exc),
-            ) from None
-        log.debug(
-            "FTS %s %s -> %s in %.3fs",
-            method,
-            path,
-            response.status_code,
-            time.monotonic() - started,
-        )
-        return response
-
-    def _decode(self, method: str, path: str, response: requests.Response) -> Any:
+        except requests.RequestException as exc:
+            sent_nothing = isinstance(exc, requests.exceptions.ConnectTimeout)
+            raise self._failure(request, exc, sent_nothing) from None
         content_type = response.headers.get("Content-Type", "")
-        if response.status_code >= 400:
-            raise error_from_response(
-                response.status_code, response.text, content_type, method=method, path=path
-            )
-        body = response.text
-        if not body:
-            return None
-        if "json" not in content_type:
-            return body
+        return Reply(response.status_code, content_type, response.content)
+
+
+class AsyncTransport(_Base):
+    """Sends requests to one FTS endpoint from an event loop, with one ``httpx`` client
+    (opened by the first request, closed by :meth:`aclose`).
+
+    :param endpoint: ``https://host:port`` of the FTS REST server.
+    :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
+    :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
+    :param bearer: Where each request's bearer token comes from (static or OIDC-renewed).
+    :param timeout: Connect and read timeouts in seconds.
+    :param retry: How requests are sent again after passing faults.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        trust: Trust | None = None,
+        bearer: Bearer | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(endpoint, trust=trust, bearer=bearer, retry=retry)
+        connect, read = timeout
+        self._settings = {
+            "base_url": self.endpoint,
+            "verify": ssl_context if ssl_context is not None else True,
+            "headers": request_headers(f"httpx/{httpx.__version__}"),
+            "timeout": httpx.Timeout(read, connect=connect),
+        }
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether an HTTP client is open (the next request opens one)."""
+        return self._http is not None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def send(self, request: Request) -> Any:
+        """Send one request; its decoded answer (JSON, text or None)."""
+        return await drive_async(send_flow(request, self.bearer, self.retry), self._perform)
+
+    async def run(self, flow: Flow[T]) -> T:
+        """Send a :mod:`.protocol` flow's requests one by one; the flow's result."""
+        return await drive_async(conversation(flow, self.bearer, self.retry), self._perform)
+
+    async def _perform(self, action: Any) -> Any:
+        if isinstance(action, Pause):
+            return await asyncio.sleep(action.seconds)
+        if isinstance(action, Token):
+            bearer: Any = self.bearer
+            return await (bearer.renew_async(action.used) if action.used else bearer.token_async())
+        return await self._send(action)
+
+    async def _send(self, send: Send) -> Reply:
+        request = send.request
+        headers, body = outgoing(request, send.token)
+        if self._http is None:
+            self._http = httpx.AsyncClient(**self._settings)
         try:
-            return json.loads(body)
-        except ValueError:
-            raise _GarbledBody from None
-
-    def _pause(self, attempt: int, method: str, path: str, why: str) -> None:
-        delay = self.retry.delay(attempt)
-        log.warning("FTS %s %s: %s; retrying in %.1fs", method, path, why, delay)
-        time.sleep(delay)
-
-
-class _GarbledBody(Exception):
-    """A success status with a body that does not parse as the JSON it claims to be."""
-
-
-def _never_connected(exc: requests.exceptions.RequestException) -> bool:
-    """True when no connection was made, so the request cannot have reached FTS."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    return isinstance(getattr(cause, "reason", None), urllib3.exceptions.NewConnectionError)
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost readable cause of a requests/urllib3 error, without a traceback."""
-    while exc.__context__ is not None and not str(exc):
-        exc = exc.__context__
-    text = str(exc) or exc.__class__.__name__
-    return text[:300]
+            response = await self._http.request(
+                request.method, request.target, content=body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            sent_nothing = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            raise self._failure(request, exc, sent_nothing) from None
+        content_type = response.headers.get("content-type", "")
+        return Reply(response.status_code, content_type, response.content)

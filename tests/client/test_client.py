@@ -21,7 +21,6 @@ from airflow_provider_fts.client.delegation_cache import DelegationCache
 from airflow_provider_fts.client.errors import (
     AmbiguousSubmission,
     BadRequest,
-    FTSConnectionError,
     FTSValidationError,
     NotFound,
     TryAgain,
@@ -433,20 +432,6 @@ def test_garbled_json_is_retried_for_a_get(make_client, fts_emulator) -> None:
     fts_emulator.faults.malformed_json(count=1, route="GET /jobs/{id}")
 
     assert client.get_job(job_id)["job_id"] == job_id
-
-
-def test_unreachable_server_is_a_connection_error(fts_pki, tmp_path) -> None:
-    proxy = fts_pki.voms_proxy.write_proxy(tmp_path / "x509up")
-    client = FTSClient(
-        "https://127.0.0.1:9",
-        Credentials.from_proxy_file(proxy),
-        trust=Trust(ca_path=str(fts_pki.ca_dir)),
-        retries=1,
-        backoff=0.01,
-    )
-
-    with pytest.raises(FTSConnectionError, match="no answer"):
-        client.whoami()
 
 
 # -- listing, cancel, priority ------------------------------------------------------------

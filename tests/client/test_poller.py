@@ -14,7 +14,7 @@ import pytest
 from airflow_provider_fts.client.client import FTSClient
 from airflow_provider_fts.client.credentials import Credentials, Trust
 from airflow_provider_fts.client.errors import ServerCertificateError
-from airflow_provider_fts.client.poller import JobPoller, shared_poller
+from airflow_provider_fts.client.poller import JobPoller
 
 CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller")
 
@@ -68,25 +68,6 @@ async def test_each_waiter_hears_of_its_own_jobs_in_its_own_task(new_poller, sub
     for name, caller, own_task, ids in heard:
         assert (caller, own_task, ids) == (name, True, [jobs[name]])
     assert poller.waiting == 0
-
-
-async def test_a_cancel_alone_leaves_no_poller_behind(new_poller, submit):
-    job_id = await asyncio.to_thread(submit, 30)
-    made: list[JobPoller] = []
-
-    async def create() -> JobPoller:
-        made.append(new_poller())
-        return made[-1]
-
-    key = f"cancel-{uuid.uuid4()}"
-    poller = await shared_poller(key, create)
-
-    (answer,) = await poller.cancel([job_id])
-
-    assert answer["job_state"] == "CANCELED"
-    assert not poller.connected
-    assert await shared_poller(key, create) is not poller
-    assert len(made) == 2
 
 
 async def test_the_poller_refuses_an_untrusted_server_at_once(new_poller, tmp_path: Path):

@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from airflow_provider_fts.client import protocol
+from airflow_provider_fts.client import protocol, sending
 from airflow_provider_fts.client.credentials import Trust
 from airflow_provider_fts.client.errors import (
     FTSConnectionError,
@@ -170,16 +170,16 @@ def test_a_certificate_failure_deep_in_a_library_error_names_the_ca_and_the_fix(
     except OSError as wrapped:
         outer = wrapped
 
-    error = protocol.certificate_error("https://h:8446", Trust(ca_path="/cas"), outer)
+    error = sending.certificate_error("https://h:8446", Trust(ca_path="/cas"), outer)
 
     assert isinstance(error, ServerCertificateError)
     assert not error.maybe_sent
     assert "unable to get local issuer certificate" in str(error)
     assert "the CA directory /cas (ca_path)" in str(error)
     assert "ca_file" in str(error) and "verify" in str(error)
-    assert protocol.certificate_error("https://h:8446", Trust(), OSError("refused")) is None
+    assert sending.certificate_error("https://h:8446", Trust(), OSError("refused")) is None
 
 
 def test_the_trust_in_use_is_described() -> None:
-    assert protocol.describe_trust(Trust()).startswith("the system CA store")
-    assert protocol.describe_trust(Trust(ca_file="/b.pem")) == "the CA file /b.pem (ca_file)"
+    assert sending.describe_trust(Trust()).startswith("the system CA store")
+    assert sending.describe_trust(Trust(ca_file="/b.pem")) == "the CA file /b.pem (ca_file)"
