@@ -137,8 +137,9 @@ def b64url_decode(text: str) -> bytes:
 def is_anonymous_answer(method: str, path: str, status: int, body: Any) -> bool:
     """Whether FTS answered as it does for an ignored (expired, ...) token.
 
-    403 "Not enough permissions" on any request, 500 on a job read or cancel, or a
-    ``/whoami`` of the anonymous user.
+    403 "Not enough permissions" on any request, 500 on any request about jobs by id (read,
+    cancel, priority: the server's job routes crash on a caller without a VO before they
+    do anything), or a ``/whoami`` of the anonymous user.
     :param method: the HTTP method of the request.
     :param path: the request path, e.g. ``/jobs/<id>``.
     :param status: the HTTP status of the answer.
@@ -148,7 +149,7 @@ def is_anonymous_answer(method: str, path: str, status: int, body: Any) -> bool:
     if status == 403 and message == "Not enough permissions":
         return True
     route = "/" + path.strip("/")
-    if status == 500 and route.startswith("/jobs/") and method.upper() in ("GET", "DELETE"):
+    if status == 500 and route.startswith("/jobs/"):
         return True
     return (
         status == 200

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import random
 import socket
 import ssl
@@ -268,7 +269,9 @@ def connection_error(
     if bad_certificate is not None:
         return bad_certificate
     reason = _reason(failure)
-    if _cause(failure, lambda e: isinstance(e, ssl.SSLError)) is not None:
+    # A TLS error while reading an answer (a reset) is no handshake failure: only the
+    # library knows which it was.
+    if sent_nothing and _cause(failure, lambda e: isinstance(e, ssl.SSLError)) is not None:
         return FTSConnectionError(f"TLS with {endpoint} failed: {reason}", maybe_sent=False)
     if sent_nothing or _unreachable(failure):
         where = urlsplit(endpoint).netloc
@@ -345,7 +348,10 @@ def _reason(failure: BaseException) -> str:
     """The readable cause of a failure (``Connection refused``), without a traceback."""
     cause = _os_error(failure, lambda e: bool(e.strerror))
     if cause is not None:
-        return cause.strerror  # type: ignore[return-value]
+        # asyncio words a refused connection "Connect call failed": say what errno says.
+        plain = not isinstance(cause, socket.gaierror | ssl.SSLError)
+        errno_ = cause.errno if plain and isinstance(cause.errno, int) else 0
+        return os.strerror(errno_) if errno_ > 0 else str(cause.strerror)
     while failure.__context__ is not None and not str(failure):
         failure = failure.__context__
     return (str(failure) or type(failure).__name__)[:300]

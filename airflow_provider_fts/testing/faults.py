@@ -36,6 +36,7 @@ class Fault:
     route: str | None = None
     when: Predicate | None = None
     seconds: float = 0.0
+    reply: tuple[int, bytes, str] | None = None  # status, body, content type
     hits: int = field(default=0)
 
     def matches(self, request: RequestInfo) -> bool:
@@ -66,6 +67,20 @@ class Faults:
     ) -> Fault:
         """Answer 503 with an Apache-like HTML page instead of handling the request."""
         return self._arm(Fault("html_503", count, route, when))
+
+    def answer(
+        self,
+        status: int,
+        body: bytes | str,
+        content_type: str = "application/json",
+        count: int | None = 1,
+        route: str | None = None,
+        when: Predicate | None = None,
+    ) -> Fault:
+        """Answer ``status`` with ``body`` instead of handling the request (a server bug's
+        500, a gateway's 502, a proxy's HTML refusal)."""
+        data = body.encode() if isinstance(body, str) else body
+        return self._arm(Fault("answer", count, route, when, reply=(status, data, content_type)))
 
     def reset_connection(
         self, count: int | None = 1, route: str | None = None, when: Predicate | None = None

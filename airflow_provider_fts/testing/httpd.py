@@ -190,11 +190,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _faulted_or_handled(
         self, emulator, info, handler_name, allowed, path, query, headers, body, params
     ) -> Reply:
-        fault = emulator.faults.take(info, ("reset", "html_503", "slow"))
+        fault = emulator.faults.take(info, ("reset", "html_503", "answer", "slow"))
         if fault is not None and fault.kind == "reset":
             raise _Drop
         if fault is not None and fault.kind == "html_503":
             return Reply(503, _APACHE_503, "text/html; charset=iso-8859-1")
+        if fault is not None and fault.reply is not None:
+            status, body, content_type = fault.reply
+            return Reply(status, body, content_type)
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.seconds)
         reply = self._answer(emulator, handler_name, allowed, path, query, headers, body, params)
