@@ -7,10 +7,10 @@ request. A real FTS server never says "expired": it ignores a bad token and answ
 an anonymous user (:func:`is_anonymous_answer`), so a caller that gets such an answer for a
 token that worked before calls :meth:`TokenSource.renew` once and retries once.
 
-The sync path (``requests``) and the async path (``httpx``, for the triggerer) share the
-request building (:func:`token_form`) and the answer parsing (:func:`parse_token_answer`);
-only the sending differs. Tokens, secrets and refresh tokens never appear in a ``repr``, a
-log line or an exception.
+Fetching is one flow (:meth:`TokenSource._obtain`: discovery once per issuer, then the
+token request), driven from a thread with ``requests`` or from an event loop with ``httpx``
+(for the triggerer); only the sending differs. Tokens, secrets and refresh tokens never
+appear in a ``repr``, a log line or an exception.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -41,6 +43,7 @@ from airflow_provider_fts.client.oidc_wire import (
     parse_token_answer,
     token_form,
 )
+from airflow_provider_fts.client.sending import drive, drive_async
 
 __all__ = [
     "OIDCSettings",
@@ -195,24 +198,29 @@ class TokenSource:
             raise ValueError("adopt() needs settings of the same credential key")
         self.settings = settings
 
-    # -- sync ---------------------------------------------------------------------------
+    # -- one flow, driven from a thread or from an event loop ---------------------------
 
     def token(self) -> str:
         """A token valid for at least the margin (fetched now if needed)."""
         fresh = self._fresh()
-        if fresh is not None:
-            return fresh
-        with self._grant.lock:
-            fresh = self._fresh()
-            return fresh if fresh is not None else self._fetch_sync()
+        return fresh if fresh is not None else self._obtain_sync(None)
 
     def renew(self, used: str) -> str:
         """Renew once after FTS ignored ``used``; a token another caller renewed is reused."""
-        with self._grant.lock:
-            current = self._token
-            if current is not None and current.value != used:
-                return current.value
-            return self._fetch_sync()
+        return self._obtain_sync(used)
+
+    async def token_async(self) -> str:
+        """:meth:`token` for an event loop: waits for a fetch without blocking the loop."""
+        fresh = self._fresh()
+        return fresh if fresh is not None else await self._obtain_async(None)
+
+    async def renew_async(self, used: str) -> str:
+        """:meth:`renew` for an event loop."""
+        return await self._obtain_async(used)
+
+    def invalidate(self) -> None:
+        """Forget the token: the next :meth:`token` fetches a new one."""
+        self._token = None
 
     def _fresh(self) -> str | None:
         """The current token while it is valid for at least the margin, else None."""
@@ -221,35 +229,30 @@ class TokenSource:
             return current.value
         return None
 
-    def invalidate(self) -> None:
-        """Forget the token: the next :meth:`token` fetches a new one."""
-        self._token = None
+    def _obtain(self, used: str | None) -> Generator[_Call, tuple[int, bytes], str]:
+        """The token to use, fetched when needed: the one flow of both drivers, run with
+        the grant's lock held (one request of a grant at a time).
 
-    def _fetch_sync(self) -> str:
-        endpoint = _DISCOVERY_CACHE.get(self.settings.issuer) or self._discover_sync()
+        :param used: a token FTS ignored (renew), or None (any fresh token will do).
+        """
+        current = self._token
+        if used is None:
+            fresh = self._fresh()
+            if fresh is not None:
+                return fresh  # another caller fetched it while this one waited
+        elif current is not None and current.value != used:
+            return current.value  # another caller renewed it meanwhile
+        issuer = self.settings.issuer
+        endpoint = _DISCOVERY_CACHE.get(issuer)
+        if endpoint is None:
+            endpoint = parse_discovery(issuer, *(yield _Call("GET", discovery_url(issuer))))
+            _DISCOVERY_CACHE.put(issuer, endpoint)
         form, headers = token_form(self.settings, self._grant.refresh_token)
         started = self._clock()
-        response = self._send_sync("POST", endpoint, data=form, headers=headers)
-        return self._store(parse_token_answer(self.settings, *response, started, self.margin))
-
-    def _discover_sync(self) -> str:
-        issuer = self.settings.issuer
-        status, body = self._send_sync("GET", discovery_url(issuer))
-        endpoint = parse_discovery(issuer, status, body)
-        _DISCOVERY_CACHE.put(issuer, endpoint)
-        return endpoint
-
-    def _send_sync(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
-        try:
-            response = self._session.request(
-                method, url, verify=self.settings.verify, timeout=self.settings.timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise _unreachable(url, exc) from None
-        return response.status_code, response.content
+        answer = yield _Call("POST", endpoint, form, headers)
+        return self._store(parse_token_answer(self.settings, *answer, started, self.margin))
 
     def _store(self, answer: Answer) -> str:
-        # Called with the grant's lock held: one request of this grant at a time.
         _announce(answer.token.value, answer.refresh_token)  # masked before anyone sees it
         self._token = answer.token
         if answer.refresh_token and self.settings.refresh_token:
@@ -257,53 +260,48 @@ class TokenSource:
         self.fetches += 1
         return answer.token.value
 
-    # -- async --------------------------------------------------------------------------
+    def _obtain_sync(self, used: str | None) -> str:
+        with self._grant.lock:
+            return drive(self._obtain(used), self._send_sync)
 
-    async def token_async(self) -> str:
-        """:meth:`token` for an event loop: waits for a fetch without blocking the loop."""
-        fresh = self._fresh()
-        if fresh is not None:
-            return fresh
-        async with self._grant.exclusive():
-            fresh = self._fresh()
-            return fresh if fresh is not None else await self._fetch_async()
+    def _send_sync(self, call: _Call) -> tuple[int, bytes]:
+        try:
+            response = self._session.request(
+                call.method,
+                call.url,
+                data=call.form,
+                headers=call.headers,
+                verify=self.settings.verify,
+                timeout=self.settings.timeout,
+            )
+        except requests.RequestException as exc:
+            raise _unreachable(call.url, exc) from None
+        return response.status_code, response.content
 
-    async def renew_async(self, used: str) -> str:
-        """:meth:`renew` for an event loop."""
-        async with self._grant.exclusive():
-            current = self._token
-            if current is not None and current.value != used:
-                return current.value
-            return await self._fetch_async()
-
-    async def _fetch_async(self) -> str:
+    async def _obtain_async(self, used: str | None) -> str:
         # A client per fetch: a token is fetched once per lifetime, and the IdP is trusted
         # by its own CA (oidc_ca_file), not by the FTS connection's.
-        verify = _ssl_context(self.settings.verify)
-        async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as client:
-            return await self._fetch_from(client)
-
-    async def _fetch_from(self, client: httpx.AsyncClient) -> str:
-        issuer = self.settings.issuer
-        endpoint = _DISCOVERY_CACHE.get(issuer)
-        if endpoint is None:
-            endpoint = parse_discovery(
-                issuer, *await _send_async(client, "GET", discovery_url(issuer))
-            )
-            _DISCOVERY_CACHE.put(issuer, endpoint)
-        form, headers = token_form(self.settings, self._grant.refresh_token)
-        started = self._clock()
-        response = await _send_async(client, "POST", endpoint, data=form, headers=headers)
-        return self._store(parse_token_answer(self.settings, *response, started, self.margin))
+        async with self._grant.exclusive():
+            verify = _ssl_context(self.settings.verify)
+            async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as client:
+                return await drive_async(self._obtain(used), partial(_send_async, client))
 
 
-async def _send_async(
-    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
-) -> tuple[int, bytes]:
+@dataclass(frozen=True)
+class _Call:
+    """One request to the identity provider (discovery, or the token request)."""
+
+    method: str
+    url: str
+    form: dict[str, str] | None = field(default=None, repr=False)
+    headers: dict[str, str] | None = field(default=None, repr=False)
+
+
+async def _send_async(client: httpx.AsyncClient, call: _Call) -> tuple[int, bytes]:
     try:
-        response = await client.request(method, url, **kwargs)
+        response = await client.request(call.method, call.url, data=call.form, headers=call.headers)
     except httpx.HTTPError as exc:
-        raise _unreachable(url, exc) from None
+        raise _unreachable(call.url, exc) from None
     return response.status_code, response.content
 
 
