@@ -50,9 +50,7 @@ class FTSHook(BaseHook):
     def settings(self) -> FTSConnectionSettings:
         """The validated connection (no request is made)."""
         conn = self.get_connection(self.fts_conn_id)
-        settings = FTSConnectionSettings.from_connection(
-            conn.host, conn.port, conn.password, conn.extra_dejson
-        )
+        settings = _checked(conn, conn.extra_dejson)
         for secret in settings.credential.inline_secrets:
             mask_secret(secret)
         return settings
@@ -65,8 +63,7 @@ class FTSHook(BaseHook):
         )
 
         conn = await get_async_connection(self.fts_conn_id, hook=self)
-        extra = await get_async_extra_dejson(conn)
-        settings = FTSConnectionSettings.from_connection(conn.host, conn.port, conn.password, extra)
+        settings = _checked(conn, await get_async_extra_dejson(conn))
         for secret in settings.credential.inline_secrets:
             await amask_secret(secret)
         return settings
@@ -82,8 +79,7 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.client import FTSClient
 
         settings = self.settings
-        on_new_secret(mask_secret)  # every fetched token is masked before it is used
-        credentials, file_keys = settings.credential.load()
+        credentials, file_keys = _credentials(settings)
         for key in file_keys:
             mask_secret(key)
         return FTSClient(
@@ -112,10 +108,7 @@ class FTSHook(BaseHook):
     async def _new_poller(settings: FTSConnectionSettings) -> JobPoller:
         from airflow_provider_fts.client.poller import JobPoller
 
-        # Tokens are fetched inside the loop's tasks: the masker is told synchronously there
-        # (in the triggerer that only adds the mask locally, nothing blocks).
-        on_new_secret(mask_secret)
-        credentials, file_keys = await asyncio.to_thread(settings.credential.load)
+        credentials, file_keys = await asyncio.to_thread(_credentials, settings)
         for key in file_keys:
             await amask_secret(key)
         context = await asyncio.to_thread(credentials.ssl_context, settings.trust())
@@ -124,7 +117,7 @@ class FTSHook(BaseHook):
             ssl_context=context,
             trust=settings.trust(),
             bearer=credentials.bearer,
-            timeout=settings.timeout,
+            timeout=settings.client_timeout,
         )
 
     def job_url(self, job_id: str) -> str:
@@ -307,6 +300,26 @@ class FTSHook(BaseHook):
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"FTS jobs {list(job_ids)} still running after {timeout} s")
             time.sleep(poll_interval)
+
+
+def _checked(conn: Any, extra: Mapping[str, Any]) -> FTSConnectionSettings:
+    """The connection's fields, each checked (no I/O): what the sync and async paths read.
+
+    :param conn: the Airflow connection (host, port, password).
+    :param extra: its extras, decoded.
+    """
+    return FTSConnectionSettings.from_connection(conn.host, conn.port, conn.password, extra)
+
+
+def _credentials(settings: FTSConnectionSettings) -> tuple[Credentials, list[str]]:
+    """The credential loaded (blocking: file reads, key decryption) and the key texts read,
+    for the caller to mask; every token fetched later is masked before it is used (in the
+    triggerer ``mask_secret`` only adds the mask locally, so a loop's task may call it).
+
+    :param settings: the connection.
+    """
+    on_new_secret(mask_secret)
+    return settings.credential.load()
 
 
 def _storage_token_minter(settings: FTSConnectionSettings) -> StorageTokenMinter | None:
