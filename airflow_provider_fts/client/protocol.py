@@ -130,17 +130,13 @@ def default_user_agent(http_library: str) -> str:
     return f"airflow-provider-fts/{__version__} {http_library}"
 
 
-def request_headers(
-    http_library: str, *, user_agent: str | None = None, token: str | None = None
-) -> dict[str, str]:
-    """The headers of every request: JSON answers, our agent, the bearer token if any."""
-    headers = {
+def request_headers(http_library: str, *, user_agent: str | None = None) -> dict[str, str]:
+    """The headers of every request: JSON answers, and our agent (the bearer token is
+    each request's own, :func:`.sending.outgoing`)."""
+    return {
         "Accept": "application/json",
         "User-Agent": user_agent or default_user_agent(http_library),
     }
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
 
 
 # -- requests ---------------------------------------------------------------------------

@@ -180,14 +180,9 @@ class Transport(_Base):
 
 class AsyncTransport(_Base):
     """Sends requests to one FTS endpoint from an event loop, with one ``httpx`` client
-    (opened by the first request, closed by :meth:`aclose`).
-
-    :param endpoint: ``https://host:port`` of the FTS REST server.
-    :param ssl_context: TLS settings, with the client certificate for X.509 credentials.
-    :param trust: The CAs ``ssl_context`` verifies the server with (named in errors).
-    :param bearer: Where each request's bearer token comes from (static or OIDC-renewed).
-    :param timeout: Connect and read timeouts in seconds.
-    :param retry: How requests are sent again after passing faults.
+    (opened by the first request, closed by :meth:`aclose`). Its parameters are those of
+    :class:`Transport` but ``user_agent`` and ``pool_maxsize``; without ``ssl_context`` it
+    verifies the server against the system CAs.
     """
 
     def __init__(

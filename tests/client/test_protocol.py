@@ -86,14 +86,23 @@ def test_queries_keep_commas_and_colons_literal() -> None:
     assert request.target == "/jobs?state_in=ACTIVE,FAILED&time_window=1:30"
 
 
-def test_headers_ask_for_json_name_us_and_carry_a_token() -> None:
-    headers = protocol.request_headers("httpx/1", token="t0k")
+def test_headers_ask_for_json_and_name_us() -> None:
+    headers = protocol.request_headers("httpx/1")
 
     assert headers["Accept"] == "application/json"
     assert headers["User-Agent"].startswith("airflow-provider-fts/")
     assert headers["User-Agent"].endswith(" httpx/1")
-    assert headers["Authorization"] == "Bearer t0k"
-    assert "Authorization" not in protocol.request_headers("x", user_agent="me/1")
+    assert protocol.request_headers("x", user_agent="me/1")["User-Agent"] == "me/1"
+
+
+def test_a_request_carries_its_token_and_its_json_body() -> None:
+    request = protocol.Request("POST", "/jobs", json_body={"files": []})
+
+    headers, body = sending.outgoing(request, "t0k")
+
+    assert headers == {"Authorization": "Bearer t0k", "Content-Type": "application/json"}
+    assert body == b'{"files":[]}'
+    assert sending.outgoing(protocol.Request("GET", "/whoami"), None) == ({}, None)
 
 
 def play(flow, answers: dict[str, object]) -> tuple[object, list[str]]:
