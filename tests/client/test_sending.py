@@ -17,10 +17,17 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_fts.client import protocol
+from airflow_provider_fts.client import protocol, sending
 from airflow_provider_fts.client.client import FTSClient
 from airflow_provider_fts.client.credentials import Credentials, Trust
-from airflow_provider_fts.client.errors import FTSConnectionError, FTSError, FTSHTTPError
+from airflow_provider_fts.client.errors import (
+    FTSConnectionError,
+    FTSError,
+    FTSHTTPError,
+    ServerCertificateError,
+    ServerError,
+    TryAgain,
+)
 from airflow_provider_fts.client.sending import RetryPolicy
 from airflow_provider_fts.client.transport import AsyncTransport, Transport
 from airflow_provider_fts.testing.environment import TOKEN_USER
@@ -226,3 +233,22 @@ def test_a_server_that_is_down_names_host_and_port_and_the_fix(make, fts_pki) ->
     assert "Fix: check the host and port" in message
     assert "Max retries" not in message and "Errno" not in message
     assert not raised.value.maybe_sent
+
+
+RETRY_RULE = {
+    "read after a 503": ("GET", TryAgain(503, "busy"), True),
+    "cancel after a reset": ("DELETE", FTSConnectionError("reset"), True),
+    "read after a 500": ("GET", ServerError(500, "bug"), False),
+    "read with a bad server certificate": ("GET", ServerCertificateError("bad"), False),
+    "submission after a 503": ("POST", TryAgain(503, "busy"), False),
+    "submission after a reset": ("POST", FTSConnectionError("reset"), False),
+    "submission never sent": ("POST", FTSConnectionError("refused", maybe_sent=False), True),
+    "delegation never sent": ("PUT", FTSConnectionError("refused", maybe_sent=False), True),
+}
+
+
+@pytest.mark.parametrize("case", RETRY_RULE.values(), ids=RETRY_RULE.keys())
+def test_a_request_is_sent_again_only_when_a_second_copy_can_do_no_harm(case) -> None:
+    method, error, again = case
+
+    assert sending.may_retry(protocol.Request(method, "/jobs"), error) is again
