@@ -231,6 +231,7 @@ def test_settings_are_checked_before_any_request() -> None:
         ("POST", "/jobs", 403, {"message": "Not enough permissions"}, True),
         ("GET", "/jobs/abc", 500, {"message": "The server encountered..."}, True),
         ("DELETE", "/jobs/abc", 500, {}, True),
+        ("POST", "/jobs/abc,", 500, {}, True),  # a priority change: the same job routes
         ("GET", "/whoami", 200, {"method": "unauthenticated"}, True),
         ("GET", "/whoami", 200, {"method": "oauth2"}, False),
         ("POST", "/jobs", 500, {}, False),
