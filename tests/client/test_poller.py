@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_fts.client.client import FTSClient
 from airflow_provider_fts.client.credentials import Credentials, Trust
-from airflow_provider_fts.client.errors import ServerCertificateError
+from airflow_provider_fts.client.errors import ServerCertificateError, ServerError
 from airflow_provider_fts.client.poller import JobPoller
 
 CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller")
@@ -101,3 +101,14 @@ def test_the_client_refuses_an_untrusted_server_without_retrying(
     assert "Fix: set the connection extra ca_path" in str(raised.value)
     assert "retrying" not in caplog.text
     client.close()
+
+
+async def test_a_server_error_ends_the_wait_as_the_client_would(new_poller, submit, fts_emulator):
+    job_id = await asyncio.to_thread(submit)
+    fts_emulator.faults.answer(500, '{"status": "500 Internal Server Error", "message": "bug"}')
+    poller = new_poller()
+
+    with pytest.raises(ServerError, match="bug"):
+        await poller.wait([job_id], interval=0.1)
+
+    assert fts_emulator.requests["GET /jobs/{id}"] == 1  # a 500 is not asked again

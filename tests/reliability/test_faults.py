@@ -345,7 +345,7 @@ async def test_trigger_reads_a_purged_job_from_the_archive(hook, fts_emulator):
     assert event["summary"]["files"] == 1
 
 
-async def test_poller_read_timeout_is_retried_at_the_next_round(fts_emulator, fts_pki):
+async def test_poller_read_timeout_is_asked_again(fts_emulator, fts_pki):
     job_id = await asyncio.to_thread(_submit_with_proxy, fts_emulator, fts_pki, "ptimeout")
     context = Credentials.from_proxy_file(fts_pki.voms_proxy_path).ssl_context(
         Trust(ca_path=str(fts_pki.ca_dir))
