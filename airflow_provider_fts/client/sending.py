@@ -276,9 +276,9 @@ def connection_error(
     if sent_nothing or _unreachable(failure):
         where = urlsplit(endpoint).netloc
         return FTSConnectionError(
-            f"Cannot connect to FTS at {where} ({reason}). Fix: check the host and port of the "
-            f"endpoint (the connection's host and port fields: {where}; FTS REST listens on "
-            "8446 by default), and that the server is up and reachable from this machine.",
+            f"Cannot connect to FTS at {where} ({reason}). Fix: check the host and port (the "
+            "connection's host and port fields; FTS REST listens on 8446 by default), and "
+            "that the server is up and reachable from this machine.",
             maybe_sent=False,
         )
     return FTSConnectionError(
