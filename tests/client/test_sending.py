@@ -252,3 +252,17 @@ def test_a_request_is_sent_again_only_when_a_second_copy_can_do_no_harm(case) ->
     method, error, again = case
 
     assert sending.may_retry(protocol.Request(method, "/jobs"), error) is again
+
+
+def test_an_anonymous_whoami_does_not_count_as_a_token_that_worked(
+    fts_emulator, fts_pki, fts_token_issuer
+) -> None:
+    ignored = fts_token_issuer.mint(TOKEN_USER, "https://elsewhere.example")
+    bearer = Renewing(ignored, [], worked=False)
+    context = Credentials.from_token("unused").ssl_context(trust_of(fts_pki))
+    transport = Transport(fts_emulator.url, context, trust=trust_of(fts_pki), bearer=bearer)
+
+    identity = transport.send(protocol.Request("GET", "/whoami"))
+
+    assert identity["method"] == "unauthenticated"
+    assert not bearer.worked  # a later anonymous answer is reported, not renewed
