@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.client.credential_table import (
     AUDIENCE,
     CLIENT_ID,
@@ -50,7 +51,6 @@ from airflow_provider_fts.client.delegation import (
 )
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidationError
 from airflow_provider_fts.client.oidc_wire import OIDCSettings
-from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.pki import Voms
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
+from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 
 TOKEN_FIELDS = [
     "access_token",
