@@ -104,7 +104,7 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "PEM bundle of CAs to verify the issuer (default: the system CAs).",
         "schema": _PATH,
     },
-    "storage_tokens": {
+    "oidc_storage_access": {
         "label": "Token: mint storage tokens",
         "description": "Also fetch per-file tokens for the storage endpoints (WLCG "
         "storage.read/storage.modify scopes, one per directory and endpoint).",

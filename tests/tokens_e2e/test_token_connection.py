@@ -63,7 +63,7 @@ def test_every_fetched_token_is_masked_before_it_is_used(
 ):
     from airflow.sdk.log import redact
 
-    oidc_connection(storage_tokens=True)
+    oidc_connection(oidc_storage_access=True)
     hook = FTSHook()
 
     hook.submit_job([transfer("masked-1")], sid="masked")
@@ -169,7 +169,7 @@ def storage_endpoint(url: str) -> str:
 def test_storage_tokens_have_the_right_audience_and_scope_one_request_per_directory(
     oidc_connection, token_emulator, idp
 ):
-    oidc_connection(storage_tokens=True)
+    oidc_connection(oidc_storage_access=True)
     transfers = [
         transfer(f"f{i}", src_dir=f"in{i % 2}", dst_dir=f"out{i % 3}", dst=dst)
         for i in range(12)
@@ -197,7 +197,7 @@ def test_storage_tokens_have_the_right_audience_and_scope_one_request_per_direct
 
 
 def test_a_users_own_storage_tokens_are_kept(oidc_connection, token_emulator, idp):
-    oidc_connection(storage_tokens=True)
+    oidc_connection(oidc_storage_access=True)
     own = token_source(
         OIDCSettings(
             idp.issuer,
