@@ -205,7 +205,8 @@ class FTSConnectionSettings:
         return min(MAX_CONNECT_TIMEOUT, self.timeout), self.timeout
 
     def trust(self) -> Trust:
-        return Trust(verify=self.verify, ca_path=self.ca_path, ca_file=self.ca_file)
+        """The CAs that verify the server (none named: ``$X509_CERT_DIR`` or the grid's)."""
+        return Trust.named(verify=self.verify, ca_path=self.ca_path, ca_file=self.ca_file)
 
     def job_url(self, job_id: str) -> str:
         return self.monitoring_url.format(job_id=job_id)

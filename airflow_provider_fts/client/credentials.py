@@ -107,6 +107,15 @@ class Trust:
             return cls(ca_path=grid_ca_dir)
         return cls()
 
+    @classmethod
+    def named(
+        cls, *, verify: bool = True, ca_path: str | None = None, ca_file: str | None = None
+    ) -> Trust:
+        """The CAs a setting names; naming none, the default of :meth:`from_environment`."""
+        if verify and not ca_path and not ca_file:
+            return cls.from_environment()
+        return cls(verify=verify, ca_path=ca_path, ca_file=ca_file)
+
     def apply(self, ctx: ssl.SSLContext) -> None:
         """Configure server verification on ``ctx``."""
         if not self.verify:
