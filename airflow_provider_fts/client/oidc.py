@@ -221,6 +221,12 @@ class TokenSource:
             return current.value
         return None
 
+    @property
+    def expires_at(self) -> float | None:
+        """When the current token expires (epoch seconds); None before the first fetch."""
+        current = self._token
+        return None if current is None else current.expires_at
+
     def invalidate(self) -> None:
         """Forget the token: the next :meth:`token` fetches a new one."""
         self._token = None

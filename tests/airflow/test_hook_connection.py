@@ -219,6 +219,7 @@ def test_a_token_needs_no_delegation(emulated, fts_token):
 
     assert ok, message
     assert "token authentication, no delegation needed" in message
+    assert re.search(r"; token valid for (59m|1h 0m); ", message), message  # minted for 1 h
 
 
 def test_a_bad_field_is_reported_not_raised(connection):

@@ -6,6 +6,7 @@ that validates the IdP's JWTs as FTS 3.13 does, over real HTTPS.
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -41,6 +42,16 @@ def test_whoami_and_submit_with_a_robot_token(oidc_connection, token_emulator, i
     assert (identity["user_dn"], identity["method"]) == ("fts-robot", "oauth2")
     assert (job["user_dn"], job["job_id"]) == ("fts-robot", job_id)
     assert idp.token_requests() == 1  # one token for every call of its lifetime
+
+
+def test_the_test_button_says_how_long_the_fetched_token_has_left(oidc_connection, idp):
+    oidc_connection()
+
+    ok, message = FTSHook().test_connection()
+
+    assert ok, message
+    left = re.search(r"; token valid for (.+?) \(renewed before it expires\); ", message)
+    assert left, message
 
 
 def test_the_default_audience_is_the_endpoint_and_the_token_never_shows(oidc_connection, idp):
