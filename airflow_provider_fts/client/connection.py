@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.client.credential_table import (
     AUDIENCE,
+    CLIENT_AUTH,
     CLIENT_ID,
     CLIENT_SECRET,
     CREDENTIAL_COMBINATIONS,
@@ -281,6 +282,7 @@ def _oidc_settings(
             refresh_token=text.get(REFRESH_TOKEN),
             scope=text.get(SCOPE),
             audience=text.get(AUDIENCE) or endpoint,
+            client_auth=text.get(CLIENT_AUTH, "client_secret_basic"),  # checked by OIDCSettings
             verify=verify,
         )
     except FTSCredentialError as error:  # the same check, named as the connection names it

@@ -104,6 +104,12 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "PEM bundle of CAs to verify the issuer (default: the system CAs).",
         "schema": _PATH,
     },
+    "oidc_client_auth": {
+        "label": "Token: how the client secret is sent",
+        "description": "client_secret_basic (HTTP Basic, the default) or client_secret_post "
+        "(in the form body), as the client is registered at the issuer.",
+        "schema": _PATH,
+    },
     "oidc_storage_access": {
         "label": "Token: mint storage tokens",
         "description": "Also fetch per-file tokens for the storage endpoints (WLCG "

@@ -3,9 +3,9 @@
 A connection names exactly one credential, as one row of :data:`CREDENTIAL_COMBINATIONS`
 (an X.509 proxy or certificate, a static token, an OIDC client, or nothing: the grid
 environment). Options go only with their credential: the passphrase with a certificate,
-``oidc_scope``, ``oidc_audience``, ``oidc_ca_file`` and ``oidc_storage_access`` with an OIDC
-client. Any other combination is refused by the first rule of :data:`_REFUSALS` that it
-breaks, naming the field and the fix. No I/O here.
+``oidc_scope``, ``oidc_audience``, ``oidc_ca_file``, ``oidc_client_auth`` and
+``oidc_storage_access`` with an OIDC client. Any other combination is refused by the
+first rule of :data:`_REFUSALS` that it breaks, naming the field and the fix. No I/O here.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ REFRESH_TOKEN = "oidc_refresh_token"
 SCOPE = "oidc_scope"
 AUDIENCE = "oidc_audience"
 OIDC_CA_FILE = "oidc_ca_file"
+CLIENT_AUTH = "oidc_client_auth"
 # No field holding a boolean or a path bears a word Airflow masks (its form would show and
 # save "***"): this one is no "storage_tokens".
 STORAGE_ACCESS = "oidc_storage_access"
@@ -69,7 +70,7 @@ _KEYS = frozenset({KEY_FILE, KEY_PEM})
 _X509 = _PROXIES | _CERTS | _KEYS | {PASSPHRASE}
 _OIDC_GRANT = frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN})
 #: Options of an OIDC credential, allowed only with one (as the passphrase with a key).
-_OIDC_OPTIONS = frozenset({SCOPE, AUDIENCE, OIDC_CA_FILE, STORAGE_ACCESS})
+_OIDC_OPTIONS = frozenset({SCOPE, AUDIENCE, OIDC_CA_FILE, CLIENT_AUTH, STORAGE_ACCESS})
 _OIDC = _OIDC_GRANT | _OIDC_OPTIONS
 #: Every field that names or qualifies a credential.
 CREDENTIAL_FIELDS = _X509 | _OIDC

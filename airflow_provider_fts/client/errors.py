@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
+from typing import Any
 
 __all__ = [
     "AmbiguousSubmission",
@@ -30,6 +32,7 @@ __all__ = [
     "ServerError",
     "TryAgain",
     "error_from_response",
+    "verification_failure",
 ]
 
 
@@ -211,3 +214,20 @@ def is_job_error_entry(entry: object) -> bool:
         return False
     status = str(entry.get("http_status", ""))
     return bool(status) and not status.startswith(("200", "304"))
+
+
+def verification_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error somewhere in an error's causes, if any."""
+    seen: set[int] = set()
+    stack: list[Any] = [error]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        # requests/urllib3 nest the cause in args and ``reason``; httpx in the context.
+        stack.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        stack.extend(current.args)
+    return None

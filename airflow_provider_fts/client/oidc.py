@@ -28,7 +28,12 @@ from typing import Any
 import httpx
 import requests
 
-from airflow_provider_fts.client.errors import FTSConnectionError
+from airflow_provider_fts.client.errors import (
+    FTSConnectionError,
+    FTSCredentialError,
+    FTSError,
+    verification_failure,
+)
 from airflow_provider_fts.client.oidc_wire import (
     Answer,
     OIDCSettings,
@@ -54,6 +59,21 @@ __all__ = [
 ]
 
 _DEFAULT_MARGIN = 60.0  # seconds: twice the default request timeout
+
+
+def _checked_ca(settings: OIDCSettings) -> bool | str:
+    """``settings.verify``, its CA file checked first: the HTTP libraries' own error names
+    no field."""
+    verify = settings.verify
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise FTSCredentialError(
+            "oidc_ca_file",
+            f"{verify} does not exist.",
+            "Give the path of a PEM bundle of the CAs that sign the identity provider's "
+            "certificate, on every machine that runs tasks (without oidc_ca_file: the "
+            "system CAs).",
+        )
+    return verify
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
@@ -248,10 +268,14 @@ class TokenSource:
     def _send_sync(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
         try:
             response = self._session.request(
-                method, url, verify=self.settings.verify, timeout=self.settings.timeout, **kwargs
+                method,
+                url,
+                verify=_checked_ca(self.settings),
+                timeout=self.settings.timeout,
+                **kwargs,
             )
         except requests.RequestException as exc:
-            raise _unreachable(url, exc) from None
+            raise _unreachable(url, exc, self.settings.verify) from None
         return response.status_code, response.content
 
     def _store(self, answer: Answer) -> str:
@@ -285,7 +309,7 @@ class TokenSource:
     async def _fetch_async(self) -> str:
         # A client per fetch: a token is fetched once per lifetime, and the IdP is trusted
         # by its own CA (oidc_ca_file), not by the FTS connection's.
-        verify = _ssl_context(self.settings.verify)
+        verify = _ssl_context(_checked_ca(self.settings))
         async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as client:
             return await self._fetch_from(client)
 
@@ -294,27 +318,43 @@ class TokenSource:
         endpoint = _DISCOVERY_CACHE.get(issuer)
         if endpoint is None:
             endpoint = parse_discovery(
-                issuer, *await _send_async(client, "GET", discovery_url(issuer))
+                issuer, *await self._send_async(client, "GET", discovery_url(issuer))
             )
             _DISCOVERY_CACHE.put(issuer, endpoint)
         form, headers = token_form(self.settings, self._grant.refresh_token)
         started = self._clock()
-        response = await _send_async(client, "POST", endpoint, data=form, headers=headers)
+        response = await self._send_async(client, "POST", endpoint, data=form, headers=headers)
         return self._store(parse_token_answer(self.settings, *response, started, self.margin))
 
+    async def _send_async(
+        self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+    ) -> tuple[int, bytes]:
+        try:
+            response = await client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _unreachable(url, exc, self.settings.verify) from None
+        return response.status_code, response.content
 
-async def _send_async(
-    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
-) -> tuple[int, bytes]:
-    try:
-        response = await client.request(method, url, **kwargs)
-    except httpx.HTTPError as exc:
-        raise _unreachable(url, exc) from None
-    return response.status_code, response.content
 
+def _unreachable(url: str, exc: Exception, verify: bool | str) -> FTSError:
+    """The error for a request that got no answer; an untrusted certificate names its field.
 
-def _unreachable(url: str, exc: Exception) -> FTSConnectionError:
-    # The exception text is not repeated: some libraries quote the request in it.
+    :param url: the request's URL.
+    :param exc: the HTTP library's error (its text is not repeated: some quote the request).
+    :param verify: what verified the identity provider (``oidc_ca_file``, or the system CAs).
+    """
+    failure = verification_failure(exc)
+    if failure is not None:
+        against = "the system CAs (oidc_ca_file is not set)"
+        if isinstance(verify, str):
+            against = f"the CA file {verify} (oidc_ca_file)"
+        reason = getattr(failure, "verify_message", None) or "not trusted"
+        return FTSCredentialError(
+            "oidc_ca_file",
+            f"the certificate of the identity provider at {url} failed verification "
+            f"({reason}) against {against}.",
+            "Set oidc_ca_file to a PEM bundle of the CAs that signed it.",
+        )
     return FTSConnectionError(
         f"cannot reach the identity provider at {url}: {type(exc).__name__}", maybe_sent=True
     )

@@ -21,7 +21,6 @@ The sync client sends with ``requests`` (:mod:`.transport`), the triggers' polle
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,6 +38,7 @@ from airflow_provider_fts.client.errors import (
     ServerError,
     error_from_job_entry,
     is_job_error_entry,
+    verification_failure,
 )
 from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
 
@@ -150,7 +150,7 @@ def certificate_error(
 ) -> ServerCertificateError | None:
     """A :class:`ServerCertificateError` when ``failure`` (any library's error) was caused
     by the server certificate failing verification; None for any other failure."""
-    cause = _verification_failure(failure)
+    cause = verification_failure(failure)
     if cause is None:
         return None
     reason = getattr(cause, "verify_message", None) or str(cause)
@@ -174,23 +174,6 @@ def describe_trust(trust: Trust) -> str:
     if trust.ca_file:
         return f"the CA file {trust.ca_file} (ca_file)"
     return "the system CA store (neither ca_path nor ca_file is set)"
-
-
-def _verification_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate verification error somewhere in an error's causes, if any."""
-    seen: set[int] = set()
-    stack: list[Any] = [error]
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        # requests/urllib3 nest the cause in args and ``reason``; httpx in the context.
-        stack.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
-        stack.extend(current.args)
-    return None
 
 
 def is_transient(error: FTSError) -> bool:

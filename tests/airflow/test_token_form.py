@@ -13,6 +13,7 @@ TOKEN_FIELDS = [
     "oidc_scope",
     "oidc_audience",
     "oidc_ca_file",
+    "oidc_client_auth",
     "oidc_storage_access",
 ]
 
