@@ -105,7 +105,7 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "schema": _PATH,
     },
     "oidc_client_auth": {
-        "label": "Token: how the client secret is sent",
+        "label": "Token: OIDC client authentication",
         "description": "client_secret_basic (HTTP Basic, the default) or client_secret_post "
         "(in the form body), as the client is registered at the issuer.",
         "schema": _PATH,
