@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Union
 
 from airflow_provider_fts.client.errors import FTSCredentialError
-from airflow_provider_fts.client.oidc_wire import is_anonymous_answer
+from airflow_provider_fts.client.oidc_wire import is_anonymous_answer, jwt_claims
 
 if TYPE_CHECKING:
     from airflow_provider_fts.client.oidc import TokenSource
@@ -35,6 +35,12 @@ class StaticToken:
 
     def token(self) -> str:
         return self._value
+
+    @property
+    def expires_at(self) -> float | None:
+        """The token's ``exp`` (epoch seconds), None if it is no JWT (not verified here)."""
+        exp = (jwt_claims(self._value) or {}).get("exp")
+        return float(exp) if isinstance(exp, (int, float)) else None
 
     async def token_async(self) -> str:
         return self._value

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.client.credential_table import (
     AUDIENCE,
+    CLIENT_AUTH,
     CLIENT_ID,
     CLIENT_SECRET,
     CREDENTIAL_COMBINATIONS,
@@ -27,10 +29,11 @@ from airflow_provider_fts.client.credential_table import (
     PASSPHRASE,
     REFRESH_TOKEN,
     SCOPE,
-    STORAGE_TOKENS,
+    STORAGE_ACCESS,
     TOKEN,
     Kind,
     credential_kind,
+    fields_of,
 )
 from airflow_provider_fts.client.credentials import (
     CERT_FILE,
@@ -50,7 +53,6 @@ from airflow_provider_fts.client.delegation import (
 )
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidationError
 from airflow_provider_fts.client.oidc_wire import OIDCSettings
-from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -59,6 +61,7 @@ __all__ = [
     "CREDENTIAL_COMBINATIONS",
     "DEFAULT_TIMEOUT",
     "MAX_CONNECT_TIMEOUT",
+    "PLACEHOLDER",
     "RENAMED_FIELDS",
     "CredentialSource",
     "FTSConnectionSettings",
@@ -69,9 +72,16 @@ MONITORING_URL = "https://{host}:8449/fts3/ftsmon/#/job/{{job_id}}"
 DEFAULT_TIMEOUT = 60.0
 MAX_CONNECT_TIMEOUT = 10.0
 
-#: Fields renamed before 0.1.0: Airflow hid the path in ``x509_proxy`` (its name holds
-#: "proxy"), and showed the key in ``x509_key_pem`` (no sensitive word in its name).
-RENAMED_FIELDS = {"x509_proxy": PROXY_FILE, "x509_key_pem": KEY_PEM}
+#: Fields renamed before 0.1.0: Airflow hid the path in ``x509_proxy`` and the boolean in
+#: ``storage_tokens`` (their names hold "proxy", "token"), and showed the key in
+#: ``x509_key_pem`` (no sensitive word in its name).
+RENAMED_FIELDS = {
+    "x509_proxy": PROXY_FILE,
+    "x509_key_pem": KEY_PEM,
+    "storage_tokens": STORAGE_ACCESS,
+}
+#: What Airflow shows in place of a hidden value; its form may save it as the value.
+PLACEHOLDER = "***"
 
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
@@ -167,6 +177,9 @@ class FTSConnectionSettings:
         """
         extra = {k: v for k, v in extra.items() if v not in (None, "")}
         _reject_unknown_keys(extra)
+        for key in extra.keys() & CONNECTION_FIELDS.keys() - CREDENTIAL_FIELDS - {TOKEN}:
+            if extra[key] == PLACEHOLDER:
+                raise _placeholder_error(key)
         endpoint, hostname = _endpoint(host, port)
         return cls(
             endpoint=endpoint,
@@ -193,7 +206,8 @@ class FTSConnectionSettings:
         return min(MAX_CONNECT_TIMEOUT, self.timeout), self.timeout
 
     def trust(self) -> Trust:
-        return Trust(verify=self.verify, ca_path=self.ca_path, ca_file=self.ca_file)
+        """The CAs that verify the server (none named: ``$X509_CERT_DIR`` or the grid's)."""
+        return Trust.named(verify=self.verify, ca_path=self.ca_path, ca_file=self.ca_file)
 
     def job_url(self, job_id: str) -> str:
         return self.monitoring_url.format(job_id=job_id)
@@ -213,16 +227,25 @@ def credential_source(
     :param extra: The connection's extras, without empty values.
     :param endpoint: ``https://host:port`` of FTS: the default audience of OIDC tokens.
     """
-    token = password or extra.get(TOKEN)
-    if password and extra.get(TOKEN) and password != extra[TOKEN]:
+    # Airflow's placeholder counts as unset where the credential does not read the field.
+    masked = frozenset(k for k in CREDENTIAL_FIELDS | {TOKEN} if extra.get(k) == PLACEHOLDER)
+    token = password or (extra.get(TOKEN) if TOKEN not in masked else None)
+    if password and extra.get(TOKEN) and TOKEN not in masked and password != extra[TOKEN]:
         raise FTSValidationError(
             f"extra {TOKEN!r}", "differs from the token in the password field.", "Keep one."
         )
-    present = frozenset(key for key in CREDENTIAL_FIELDS if key in extra)
-    if STORAGE_TOKENS in present and not _boolean(extra, STORAGE_TOKENS, default=False):
-        present -= {STORAGE_TOKENS}  # storage_tokens=false is no option at all
+    present = frozenset(key for key in CREDENTIAL_FIELDS if key in extra) - masked
+    if STORAGE_ACCESS in present and not _boolean(extra, STORAGE_ACCESS, default=False):
+        present -= {STORAGE_ACCESS}  # false is no option at all
     present |= {TOKEN} if token else set()
-    kind = credential_kind(present)
+    try:
+        kind = credential_kind(present)
+    except FTSValidationError:
+        if masked:  # a field the user meant to set holds the placeholder
+            raise _placeholder_error(min(masked)) from None
+        raise
+    if masked & fields_of(kind):
+        raise _placeholder_error(min(masked & fields_of(kind)))
     text = {key: str(extra[key]) for key in present - {TOKEN}}
     return CredentialSource(
         kind,
@@ -235,7 +258,7 @@ def credential_source(
         passphrase=text.get(PASSPHRASE),
         token=str(token) if token else None,
         oidc=_oidc_settings(text, extra, endpoint) if kind == "oidc" else None,
-        storage_tokens=STORAGE_TOKENS in present,
+        storage_tokens=STORAGE_ACCESS in present,
     )
 
 
@@ -259,6 +282,7 @@ def _oidc_settings(
             refresh_token=text.get(REFRESH_TOKEN),
             scope=text.get(SCOPE),
             audience=text.get(AUDIENCE) or endpoint,
+            client_auth=text.get(CLIENT_AUTH, "client_secret_basic"),  # checked by OIDCSettings
             verify=verify,
         )
     except FTSCredentialError as error:  # the same check, named as the connection names it
@@ -276,10 +300,20 @@ def _without_private_key(cert_pem: str | None) -> str | None:
     return cert_pem
 
 
+def _placeholder_error(key: str) -> FTSValidationError:
+    return FTSValidationError(
+        f"extra {key!r}",
+        f"holds {PLACEHOLDER!r}, the text Airflow shows in place of a hidden value, not a value.",
+        "Type the value again in the connection form (or remove the field) and save.",
+    )
+
+
 def _reject_unknown_keys(extra: Mapping[str, Any]) -> None:
     for key in extra:
         if key in CONNECTION_FIELDS:
             continue
+        if key in RENAMED_FIELDS and extra[key] == PLACEHOLDER:
+            continue  # saved by Airflow's form in place of a value: there is none to move
         if key in RENAMED_FIELDS:
             new = RENAMED_FIELDS[key]
             raise FTSValidationError(

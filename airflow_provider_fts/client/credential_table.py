@@ -3,9 +3,9 @@
 A connection names exactly one credential, as one row of :data:`CREDENTIAL_COMBINATIONS`
 (an X.509 proxy or certificate, a static token, an OIDC client, or nothing: the grid
 environment). Options go only with their credential: the passphrase with a certificate,
-``oidc_scope``, ``oidc_audience``, ``oidc_ca_file`` and ``storage_tokens`` with an OIDC
-client. Any other combination is refused by the first rule of :data:`_REFUSALS` that it
-breaks, naming the field and the fix. No I/O here.
+``oidc_scope``, ``oidc_audience``, ``oidc_ca_file``, ``oidc_client_auth`` and
+``oidc_storage_access`` with an OIDC client. Any other combination is refused by the
+first rule of :data:`_REFUSALS` that it breaks, naming the field and the fix. No I/O here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ from airflow_provider_fts.client.credentials import (
 )
 from airflow_provider_fts.client.errors import FTSValidationError
 
-__all__ = ["CREDENTIAL_COMBINATIONS", "CREDENTIAL_FIELDS", "Kind", "credential_kind"]
+__all__ = [
+    "CREDENTIAL_COMBINATIONS",
+    "CREDENTIAL_FIELDS",
+    "Kind",
+    "credential_kind",
+    "fields_of",
+]
 
 TOKEN = "access_token"
 PASSPHRASE = "x509_key_passphrase"
@@ -35,7 +41,10 @@ REFRESH_TOKEN = "oidc_refresh_token"
 SCOPE = "oidc_scope"
 AUDIENCE = "oidc_audience"
 OIDC_CA_FILE = "oidc_ca_file"
-STORAGE_TOKENS = "storage_tokens"
+CLIENT_AUTH = "oidc_client_auth"
+# No field holding a boolean or a path bears a word Airflow masks (its form would show and
+# save "***"): this one is no "storage_tokens".
+STORAGE_ACCESS = "oidc_storage_access"
 
 Kind = Literal["token", "oidc", "proxy_file", "proxy_pem", "certificate", "environment"]
 
@@ -61,7 +70,7 @@ _KEYS = frozenset({KEY_FILE, KEY_PEM})
 _X509 = _PROXIES | _CERTS | _KEYS | {PASSPHRASE}
 _OIDC_GRANT = frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN})
 #: Options of an OIDC credential, allowed only with one (as the passphrase with a key).
-_OIDC_OPTIONS = frozenset({SCOPE, AUDIENCE, OIDC_CA_FILE, STORAGE_TOKENS})
+_OIDC_OPTIONS = frozenset({SCOPE, AUDIENCE, OIDC_CA_FILE, CLIENT_AUTH, STORAGE_ACCESS})
 _OIDC = _OIDC_GRANT | _OIDC_OPTIONS
 #: Every field that names or qualifies a credential.
 CREDENTIAL_FIELDS = _X509 | _OIDC
@@ -203,9 +212,18 @@ def credential_kind(present: frozenset[str]) -> Kind:
     """The credential ``present`` (the fields set) makes, or the refusal naming the fix.
 
     :param present: the credential fields the connection sets (a token in the password
-        counts as ``access_token``; ``storage_tokens`` only when true).
+        counts as ``access_token``; ``oidc_storage_access`` only when true).
     """
     kind = CREDENTIAL_COMBINATIONS.get(present - _OPTIONS)
     if kind is None or not present & _OPTIONS <= _OPTIONS_OF.get(kind, frozenset()):
         raise refusal(present)
     return kind
+
+
+def fields_of(kind: Kind) -> frozenset[str]:
+    """The credential fields a connection of ``kind`` reads; for ``environment`` (none set)
+    every one, since a connection that sets one of them means that credential."""
+    if kind == "environment":
+        return CREDENTIAL_FIELDS | {TOKEN}
+    rows = [fields for fields, row_kind in CREDENTIAL_COMBINATIONS.items() if row_kind == kind]
+    return frozenset().union(*rows) | _OPTIONS_OF.get(kind, frozenset())

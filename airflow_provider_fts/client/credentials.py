@@ -107,6 +107,15 @@ class Trust:
             return cls(ca_path=grid_ca_dir)
         return cls()
 
+    @classmethod
+    def named(
+        cls, *, verify: bool = True, ca_path: str | None = None, ca_file: str | None = None
+    ) -> Trust:
+        """The CAs a setting names; naming none, the default of :meth:`from_environment`."""
+        if verify and not ca_path and not ca_file:
+            return cls.from_environment()
+        return cls(verify=verify, ca_path=ca_path, ca_file=ca_file)
+
     def apply(self, ctx: ssl.SSLContext) -> None:
         """Configure server verification on ``ctx``."""
         if not self.verify:
@@ -310,14 +319,19 @@ class Credentials:
         return chain_not_after(self.chain) if self.chain else None
 
     def time_left(self, now: datetime | None = None) -> timedelta | None:
-        if self.not_after is None:
-            return None
-        return self.not_after - (now or datetime.now(UTC))
+        """How long the credential works: until its chain's earliest expiry, or a token's
+        (the current one, for a renewed token); None when unknown (e.g. no JWT)."""
+        now = now or datetime.now(UTC)
+        if self.not_after is not None:
+            return self.not_after - now
+        expires_at = self.bearer.expires_at if self.bearer is not None else None
+        return None if expires_at is None else datetime.fromtimestamp(expires_at, UTC) - now
 
     def check_usable(self, purpose: Purpose, now: datetime | None = None) -> None:
-        """Refuse an expired credential, and for ``submit`` one with under an hour left."""
+        """Refuse an expired certificate or proxy, and for ``submit`` one with under an hour
+        left (tokens are FTS's to judge, and an OIDC token is renewed)."""
         left = self.time_left(now)
-        if left is None:
+        if left is None or self.not_after is None:
             return
         expiry = f"{self.not_after:%Y-%m-%d %H:%M:%S} UTC"
         fix = _RENEW_PROXY if self.kind == "proxy" else _RENEW_CERTIFICATE

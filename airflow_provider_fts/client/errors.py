@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "AmbiguousSubmission",
@@ -30,7 +33,9 @@ __all__ = [
     "ServerError",
     "TryAgain",
     "error_from_response",
+    "find_cause",
     "is_transient",
+    "verification_failure",
 ]
 
 
@@ -224,3 +229,27 @@ def is_job_error_entry(entry: object) -> bool:
         return False
     status = str(entry.get("http_status", ""))
     return bool(status) and not status.startswith(("200", "304"))
+
+
+def find_cause(error: BaseException, test: Callable[[BaseException], bool]) -> Any:
+    """The first of ``error`` and its causes that passes ``test``, or None.
+
+    requests/urllib3 nest the cause in args and ``reason``; httpx in the context.
+    """
+    seen: set[int] = set()
+    stack: list[Any] = [error]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if test(current):
+            return current
+        stack.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        stack.extend(current.args)
+    return None
+
+
+def verification_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error somewhere in an error's causes, if any."""
+    return find_cause(error, lambda e: isinstance(e, ssl.SSLCertVerificationError))

@@ -30,7 +30,12 @@ from typing import Any
 import httpx
 import requests
 
-from airflow_provider_fts.client.errors import FTSConnectionError
+from airflow_provider_fts.client.errors import (
+    FTSConnectionError,
+    FTSCredentialError,
+    FTSError,
+    verification_failure,
+)
 from airflow_provider_fts.client.oidc_wire import (
     Answer,
     OIDCSettings,
@@ -57,6 +62,21 @@ __all__ = [
 ]
 
 _DEFAULT_MARGIN = 60.0  # seconds: twice the default request timeout
+
+
+def _checked_ca(settings: OIDCSettings) -> bool | str:
+    """``settings.verify``, its CA file checked first: the HTTP libraries' own error names
+    no field."""
+    verify = settings.verify
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise FTSCredentialError(
+            "oidc_ca_file",
+            f"{verify} does not exist.",
+            "Give the path of a PEM bundle of the CAs that sign the identity provider's "
+            "certificate, on every machine that runs tasks (without oidc_ca_file: the "
+            "system CAs).",
+        )
+    return verify
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
@@ -229,6 +249,12 @@ class TokenSource:
             return current.value
         return None
 
+    @property
+    def expires_at(self) -> float | None:
+        """When the current token expires (epoch seconds); None before the first fetch."""
+        current = self._token
+        return None if current is None else current.expires_at
+
     def _obtain(self, used: str | None) -> Generator[_Call, tuple[int, bytes], str]:
         """The token to use, fetched when needed: the one flow of both drivers, run with
         the grant's lock held (one request of a grant at a time).
@@ -271,20 +297,21 @@ class TokenSource:
                 call.url,
                 data=call.form,
                 headers=call.headers,
-                verify=self.settings.verify,
+                verify=_checked_ca(self.settings),
                 timeout=self.settings.timeout,
             )
         except requests.RequestException as exc:
-            raise _unreachable(call.url, exc) from None
+            raise _unreachable(call.url, exc, self.settings.verify) from None
         return response.status_code, response.content
 
     async def _obtain_async(self, used: str | None) -> str:
         # A client per fetch: a token is fetched once per lifetime, and the IdP is trusted
         # by its own CA (oidc_ca_file), not by the FTS connection's.
         async with self._grant.exclusive():
-            verify = _ssl_context(self.settings.verify)
+            verify = _ssl_context(_checked_ca(self.settings))
             async with httpx.AsyncClient(verify=verify, timeout=self.settings.timeout) as client:
-                return await drive_async(self._obtain(used), partial(_send_async, client))
+                send = partial(_send_async, client, self.settings.verify)
+                return await drive_async(self._obtain(used), send)
 
 
 @dataclass(frozen=True)
@@ -297,16 +324,35 @@ class _Call:
     headers: dict[str, str] | None = field(default=None, repr=False)
 
 
-async def _send_async(client: httpx.AsyncClient, call: _Call) -> tuple[int, bytes]:
+async def _send_async(
+    client: httpx.AsyncClient, verify: bool | str, call: _Call
+) -> tuple[int, bytes]:
     try:
         response = await client.request(call.method, call.url, data=call.form, headers=call.headers)
     except httpx.HTTPError as exc:
-        raise _unreachable(call.url, exc) from None
+        raise _unreachable(call.url, exc, verify) from None
     return response.status_code, response.content
 
 
-def _unreachable(url: str, exc: Exception) -> FTSConnectionError:
-    # The exception text is not repeated: some libraries quote the request in it.
+def _unreachable(url: str, exc: Exception, verify: bool | str) -> FTSError:
+    """The error for a request that got no answer; an untrusted certificate names its field.
+
+    :param url: the request's URL.
+    :param exc: the HTTP library's error (its text is not repeated: some quote the request).
+    :param verify: what verified the identity provider (``oidc_ca_file``, or the system CAs).
+    """
+    failure = verification_failure(exc)
+    if failure is not None:
+        against = "the system CAs (oidc_ca_file is not set)"
+        if isinstance(verify, str):
+            against = f"the CA file {verify} (oidc_ca_file)"
+        reason = getattr(failure, "verify_message", None) or "not trusted"
+        return FTSCredentialError(
+            "oidc_ca_file",
+            f"the certificate of the identity provider at {url} failed verification "
+            f"({reason}) against {against}.",
+            "Set oidc_ca_file to a PEM bundle of the CAs that signed it.",
+        )
     return FTSConnectionError(
         f"cannot reach the identity provider at {url}: {type(exc).__name__}", maybe_sent=True
     )

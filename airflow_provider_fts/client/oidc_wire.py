@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSError
 
 __all__ = [
+    "CLIENT_AUTHS",
     "Answer",
     "OIDCSettings",
     "Token",
@@ -32,7 +33,9 @@ __all__ = [
     "token_form",
 ]
 
-ClientAuth = Literal["basic", "post"]
+#: How the client secret is sent (RFC 7591 names): HTTP Basic, or in the form body.
+ClientAuth = Literal["client_secret_basic", "client_secret_post"]
+CLIENT_AUTHS: tuple[ClientAuth, ...] = ("client_secret_basic", "client_secret_post")
 _UNKNOWN_LIFETIME = 300.0  # an answer without expires_in or exp: assume 5 minutes
 _DISCOVERY = "/.well-known/openid-configuration"
 
@@ -51,7 +54,9 @@ class OIDCSettings:
     :param refresh_token: a user's refresh token (``oidc_refresh_token``): the refresh-token grant.
     :param scope: space-separated scopes (``oidc_scope``).
     :param audience: the token's audience (``oidc_audience``): ``resource`` and ``audience``.
-    :param client_auth: send the secret by HTTP Basic ("basic") or in the form ("post").
+    :param client_auth: how the secret is sent (``oidc_client_auth``): HTTP Basic
+        (``client_secret_basic``) or in the form (``client_secret_post``), as the client
+        is registered at the issuer.
     :param verify: TLS verification: True, or a CA file or hashed CA directory.
     :param timeout: seconds per request to the identity provider.
     """
@@ -62,7 +67,7 @@ class OIDCSettings:
     refresh_token: str | None = field(default=None, repr=False)
     scope: str | None = None
     audience: str | None = None
-    client_auth: ClientAuth = "basic"
+    client_auth: ClientAuth = "client_secret_basic"
     verify: bool | str = True
     timeout: float = 30.0
 
@@ -86,9 +91,12 @@ class OIDCSettings:
                 "neither a client secret nor a refresh token is given.",
                 "Give oidc_client_secret (a robot account) or oidc_refresh_token (a user's token).",
             )
-        if self.client_auth not in ("basic", "post"):
+        if self.client_auth not in CLIENT_AUTHS:
             raise FTSCredentialError(
-                "client_auth", f"{self.client_auth!r} is unknown.", 'Use "basic" or "post".'
+                "oidc_client_auth",
+                f"{self.client_auth!r} is no way to send the client secret.",
+                "Use client_secret_basic (HTTP Basic, the default) or client_secret_post (in "
+                "the form), as the client is registered at the issuer.",
             )
         if self.scope is not None:
             object.__setattr__(self, "scope", " ".join(self.scope.split()) or None)
@@ -173,7 +181,7 @@ def token_form(
     if refresh_token:
         form["refresh_token"] = refresh_token
     headers = {"Accept": "application/json"}
-    if settings.client_secret and settings.client_auth == "basic":
+    if settings.client_secret and settings.client_auth == "client_secret_basic":
         headers["Authorization"] = _basic_auth(settings)
     else:
         form["client_id"] = settings.client_id
@@ -234,8 +242,18 @@ def _token_error(settings: OIDCSettings, status: int, document: Mapping[str, Any
     if code == "invalid_client" and settings.client_secret:
         return FTSCredentialError(
             "oidc_client_secret",
-            f"{where}: client {settings.client_id!r} or its secret is wrong.",
-            "Store the client's current secret in the connection's oidc_client_secret.",
+            f"{where}: client {settings.client_id!r}, its secret, or the way it is sent "
+            f"({settings.client_auth}) is wrong.",
+            "Store the client's current secret in oidc_client_secret, and set "
+            "oidc_client_auth to how the client is registered (client_secret_basic or "
+            "client_secret_post).",
+        )
+    if code == "invalid_client" and settings.refresh_token:
+        return FTSCredentialError(
+            "oidc_client_secret",
+            f"{where}: client {settings.client_id!r} needs its secret with the refresh "
+            "token (a confidential client), and none is given.",
+            "Add the client's secret as oidc_client_secret (oidc-gen -p <account> prints it).",
         )
     if code in ("invalid_client", "unauthorized_client"):
         return FTSCredentialError(

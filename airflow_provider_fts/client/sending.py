@@ -44,7 +44,9 @@ from airflow_provider_fts.client.errors import (
     FTSHTTPError,
     ServerCertificateError,
     error_from_response,
+    find_cause,
     is_transient,
+    verification_failure,
 )
 from airflow_provider_fts.client.protocol import Exchange, Request
 
@@ -271,7 +273,7 @@ def connection_error(
     reason = _reason(failure)
     # A TLS error while reading an answer (a reset) is no handshake failure: only the
     # library knows which it was.
-    if sent_nothing and _cause(failure, lambda e: isinstance(e, ssl.SSLError)) is not None:
+    if sent_nothing and find_cause(failure, lambda e: isinstance(e, ssl.SSLError)) is not None:
         return FTSConnectionError(f"TLS with {endpoint} failed: {reason}", maybe_sent=False)
     if sent_nothing or _unreachable(failure):
         where = urlsplit(endpoint).netloc
@@ -291,7 +293,7 @@ def certificate_error(
 ) -> ServerCertificateError | None:
     """A :class:`ServerCertificateError` when ``failure`` (any library's error) was caused
     by the server certificate failing verification; None for any other failure."""
-    cause = _cause(failure, lambda e: isinstance(e, ssl.SSLCertVerificationError))
+    cause = verification_failure(failure)
     if cause is None:
         return None
     reason = getattr(cause, "verify_message", None) or str(cause)
@@ -324,24 +326,7 @@ def _unreachable(failure: BaseException) -> bool:
 
 
 def _os_error(failure: BaseException, test: Callable[[OSError], bool]) -> OSError | None:
-    return _cause(failure, lambda e: isinstance(e, OSError) and test(e))
-
-
-def _cause(error: BaseException, test: Callable[[BaseException], bool]) -> Any:
-    """The first of ``error`` and its causes that passes ``test``, or None."""
-    seen: set[int] = set()
-    stack: list[Any] = [error]
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if test(current):
-            return current
-        # requests/urllib3 nest the cause in args and ``reason``; httpx in the context.
-        stack.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
-        stack.extend(current.args)
-    return None
+    return find_cause(failure, lambda e: isinstance(e, OSError) and test(e))
 
 
 def _reason(failure: BaseException) -> str:

@@ -242,7 +242,9 @@ class FTSHook(BaseHook):
             client.credentials.check_usable("submit")  # raises with the reason and the fix
             identity = client.whoami()
             if client.uses_token:
-                state = "token authentication, no delegation needed"
+                state = (
+                    f"{_validity(client.credentials)}; token authentication, no delegation needed"
+                )
             else:
                 state = f"{_validity(client.credentials)}; {_delegation_state(client)}"
             user = identity.get("user_dn", "?")
@@ -345,7 +347,11 @@ def _validity(credentials: Credentials) -> str:
     from airflow_provider_fts.client.credentials import format_duration
 
     left = credentials.time_left()
-    return f"{credentials.kind} valid for {format_duration(left)}" if left else credentials.kind
+    if left is None:
+        return f"{credentials.kind} of unknown lifetime"
+    bearer = credentials.bearer
+    renewed = " (renewed before it expires)" if bearer is not None and bearer.renewable else ""
+    return f"{credentials.kind} valid for {format_duration(left)}{renewed}"
 
 
 def _delegation_state(client: FTSClient) -> str:

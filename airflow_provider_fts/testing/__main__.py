@@ -1,7 +1,8 @@
 """Run the FTS emulator from a shell: ``python -m airflow_provider_fts.testing``.
 
 Creates a throw-away PKI (CA, host certificate, a user with a VOMS proxy), starts the
-emulator and prints the ``AIRFLOW_CONN_FTS_DEFAULT`` line that points Airflow at it.
+emulator and prints the ``export AIRFLOW_CONN_FTS_DEFAULT=...`` line that points Airflow at
+it (paste it into a shell, or ``eval`` it).
 With ``--test-issuer`` it also trusts a built-in token issuer and prints a signed token of
 user ``token-user`` and a token connection, to test token DAGs without an identity
 provider (``--token-lifetime`` hours). Serves until SIGINT or SIGTERM.
@@ -68,8 +69,8 @@ def storage_map(sites: list[str]) -> dict[str, Path]:
 def print_token(emulator: FTSEmulator, token: str, ca_dir: Path) -> None:
     """The built-in issuer's token, alone and in a token connection (a throw-away test key)."""
     connection = emulator.connection_json(token=token, ca_path=ca_dir)
-    print(f"FTS_ACCESS_TOKEN={token}")
-    print(f"AIRFLOW_CONN_FTS_TOKEN={shlex.quote(connection)}")
+    print(f"export FTS_ACCESS_TOKEN={token}")
+    print(f"export AIRFLOW_CONN_FTS_TOKEN={shlex.quote(connection)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     with emulator:
         connection = emulator.connection_json(pki.voms_proxy_path, ca_path=pki.ca_dir)
         print(f"FTS emulator listening on {emulator.url} (PKI in {workdir})")
-        print(f"AIRFLOW_CONN_FTS_DEFAULT={shlex.quote(connection)}")
+        print(f"export AIRFLOW_CONN_FTS_DEFAULT={shlex.quote(connection)}")
         if issuer is not None:
             lifetime = args.token_lifetime * 3600
             token = issuer.mint(TOKEN_USER, emulator.url, lifetime=lifetime)

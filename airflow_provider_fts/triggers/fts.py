@@ -17,20 +17,17 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_fts.client.states import progress_line, summarize_jobs
-from airflow_provider_fts.get_provider_info import RESUME_GUARD_SECONDS
+from airflow_provider_fts.config import resume_guard_seconds
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.verdict import kill_cancels, task_state, timeout_message
 
 
 def resume_not_before() -> float:
     """The ``not_before`` a task deferring now gives its trigger: ``[fts]
-    resume_guard_seconds`` (default :data:`RESUME_GUARD_SECONDS`) from now, because Airflow
+    resume_guard_seconds`` (:mod:`airflow_provider_fts.config`) from now, because Airflow
     3.3 may fail or retry a task whose trigger fires within seconds of the deferral
     (apache/airflow#72716); 0 turns the guard off."""
-    from airflow.providers.common.compat.sdk import conf
-
-    guard = conf.getfloat("fts", "resume_guard_seconds", fallback=RESUME_GUARD_SECONDS)
-    return time.time() + max(0.0, guard)
+    return time.time() + resume_guard_seconds()
 
 
 class FTSJobTrigger(BaseTrigger):

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.pki import Voms
 
@@ -200,11 +200,26 @@ def test_a_missing_proxy_file_names_the_path_to_check(emulated):
     assert "voms-proxy-init" not in message
 
 
+def test_without_ca_path_the_hook_trusts_x509_cert_dir(
+    connection, fts_emulator, fts_pki, monkeypatch
+):
+    # The default the README documents, as the plain FTSClient applies it.
+    monkeypatch.setenv("X509_CERT_DIR", str(fts_pki.ca_dir))
+    extra = {"x509up_file": str(fts_pki.voms_proxy_path)}
+    hook = connection(host=fts_emulator.host, port=fts_emulator.port, extra=extra)
+
+    ok, message = hook.test_connection()
+
+    assert ok, message
+    assert hook.get_conn().trust.ca_path == str(fts_pki.ca_dir)
+
+
 def test_a_token_needs_no_delegation(emulated, fts_token):
     ok, message = emulated(fts_token).test_connection()
 
     assert ok, message
     assert "token authentication, no delegation needed" in message
+    assert re.search(r"; token valid for (59m|1h 0m); ", message), message  # minted for 1 h
 
 
 def test_a_bad_field_is_reported_not_raised(connection):

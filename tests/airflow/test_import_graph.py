@@ -47,3 +47,30 @@ def test_trigger_imports_neither_operator_nor_sensor() -> None:
 
     assert "airflow_provider_fts.hooks.fts" in imports
     assert not any(name.startswith((OPERATOR, SENSOR)) for name in imports), imports
+
+
+def test_the_client_imports_nothing_outside_the_client() -> None:
+    client = f"{PACKAGE.name}.client"
+    outside = {
+        f"client.{path.stem}": sorted(
+            # The package root holds only __version__ (protocol.py's User-Agent reads it).
+            name
+            for name in provider_imports(f"client.{path.stem}")
+            if name != PACKAGE.name and not name.startswith(client)
+        )
+        for path in (PACKAGE / "client").glob("*.py")
+    }
+
+    assert {module: names for module, names in outside.items() if names} == {}
+
+
+def test_provider_info_is_a_leaf_that_no_module_imports() -> None:
+    modules = [
+        ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        for path in PACKAGE.rglob("*.py")
+        if path.stem != "__init__"
+    ]
+    leaf = f"{PACKAGE.name}.get_provider_info"
+    importers = [module for module in modules if leaf in provider_imports(module)]
+
+    assert importers == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_fts.get_provider_info import CONNECTION_FIELDS
+from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 
 TOKEN_FIELDS = [
     "access_token",
@@ -13,7 +13,8 @@ TOKEN_FIELDS = [
     "oidc_scope",
     "oidc_audience",
     "oidc_ca_file",
-    "storage_tokens",
+    "oidc_client_auth",
+    "oidc_storage_access",
 ]
 
 
@@ -36,6 +37,31 @@ def test_airflow_masks_the_client_secret_and_the_refresh_token_not_the_ids():
 
     assert [n for n in sorted(masked) if not should_hide_value_for_key(n)] == []
     assert [n for n in sorted(shown) if should_hide_value_for_key(n)] == []
-    # The issue fixed this name; it holds "token", so Airflow hides its (boolean) value.
-    assert should_hide_value_for_key("storage_tokens")
     assert {CONNECTION_FIELDS[n]["schema"].get("format") for n in masked} == {"password"}
+
+
+def test_no_field_holding_a_boolean_a_number_or_a_path_bears_a_word_airflow_masks():
+    # Airflow masks by name: the form would show such a field's value as "***" and save that.
+    from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+
+    def plain(spec: dict) -> bool:
+        return spec["schema"].get("format") not in ("password", "multiline")
+
+    masked = [
+        n for n, spec in CONNECTION_FIELDS.items() if plain(spec) and should_hide_value_for_key(n)
+    ]
+
+    assert masked == []
+
+
+def test_the_add_connection_form_gets_the_booleans_defaults_not_the_placeholder():
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    form = next(m for m in HookMetaService.hook_meta_data() if m.connection_type == "fts")
+    booleans = {
+        name: field["value"]
+        for name, field in form.extra_fields.items()
+        if "boolean" in field["schema"]["type"]
+    }
+
+    assert booleans == {"oidc_storage_access": False, "verify": True}

@@ -228,6 +228,47 @@ def test_a_renamed_field_says_its_new_name(old: str, new: str):
     assert new in error.fix
 
 
+# -- Airflow's placeholder "***", saved by its form in place of a hidden value ------------
+
+OIDC_ROBOT = {"oidc_issuer": "https://iam.example.org/", "oidc_client_id": "robot"}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"x509up_file": "/tmp/x509up_u1000", "storage_tokens": "***"},  # the form's old field
+        {"x509up_file": "/tmp/x509up_u1000", "oidc_storage_access": "***"},
+        {"x509up_file": "/tmp/x509up_u1000", "access_token": "***", "oidc_client_secret": "***"},
+        {**OIDC_ROBOT, "oidc_client_secret": "s", "x509_key_passphrase": "***"},
+    ],
+)
+def test_a_placeholder_in_a_field_the_credential_does_not_read_is_no_value(extra):
+    source = settings(**extra).credential
+
+    assert source.kind in ("proxy_file", "oidc")
+    assert not source.storage_tokens
+    assert "***" not in source.inline_secrets
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"access_token": "***"}, "access_token"),
+        ({**OIDC_ROBOT, "oidc_client_secret": "***"}, "oidc_client_secret"),
+        ({**OIDC_ROBOT, "oidc_client_secret": "s", "oidc_storage_access": "***"},
+         "oidc_storage_access"),
+        ({"x509_cert": "/c.pem", "x509_private_key_pem": "***"}, "x509_private_key_pem"),
+        ({"x509up_file": "/tmp/x509up_u1000", "verify": "***"}, "verify"),
+    ],
+)  # fmt: skip
+def test_a_placeholder_in_a_field_the_connection_reads_is_named_with_its_fix(extra, field):
+    error = refusal(**extra)
+
+    assert error.field == f"extra {field!r}"
+    assert "'***', the text Airflow shows in place of a hidden value" in error.problem
+    assert "Type the value again" in error.fix
+
+
 def test_a_misspelled_extra_is_named_with_its_fix():
     error = refusal(x509up_fille="/tmp/x509up_u1000")
 

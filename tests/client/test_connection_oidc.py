@@ -26,7 +26,7 @@ FIELDS = (
     "oidc_refresh_token",
     "oidc_scope",
     "oidc_audience",
-    "storage_tokens",
+    "oidc_storage_access",
     "access_token",
     "x509up_file",
     "x509_key_passphrase",
@@ -76,11 +76,11 @@ def test_the_identity_provider_is_verified_with_its_own_ca_file_or_not_at_all():
     assert settings(**ROBOT, oidc_ca_file="/ca.pem", verify="false").credential.oidc.verify is False
 
 
-def test_storage_tokens_is_a_boolean_option_of_an_oidc_credential():
-    assert settings(**ROBOT, storage_tokens="true").credential.storage_tokens is True
+def test_oidc_storage_access_is_a_boolean_option_of_an_oidc_credential():
+    assert settings(**ROBOT, oidc_storage_access="true").credential.storage_tokens is True
     assert settings(**ROBOT).credential.storage_tokens is False
-    assert settings(storage_tokens=False).credential.kind == "environment"  # off: no option
-    assert refusal(**ROBOT, storage_tokens="maybe").field == "extra 'storage_tokens'"
+    assert settings(oidc_storage_access=False).credential.kind == "environment"  # off: no option
+    assert refusal(**ROBOT, oidc_storage_access="maybe").field == "extra 'oidc_storage_access'"
 
 
 @pytest.mark.parametrize(
@@ -91,8 +91,8 @@ def test_storage_tokens_is_a_boolean_option_of_an_oidc_credential():
         ({"oidc_refresh_token": "r", "access_token": "t"}, "oidc_refresh_token", "static"),
         ({**ROBOT, "x509up_file": "/p"}, "oidc_client_id", "X.509"),
         ({"oidc_issuer": ISSUER, "x509up_file": "/p"}, "oidc_issuer", "X.509"),
-        ({"storage_tokens": True}, "storage_tokens", "'oidc_issuer' is not"),
-        ({"storage_tokens": True, "access_token": "t"}, "storage_tokens", "static"),
+        ({"oidc_storage_access": True}, "oidc_storage_access", "'oidc_issuer' is not"),
+        ({"oidc_storage_access": True, "access_token": "t"}, "oidc_storage_access", "static"),
         ({"oidc_scope": "fts", "x509up_file": "/p"}, "oidc_scope", "X.509"),
         ({"oidc_issuer": ISSUER, "oidc_client_id": "c"}, "oidc_client_id", "neither"),
         ({"oidc_issuer": ISSUER}, "oidc_issuer", "'oidc_client_id' is not"),

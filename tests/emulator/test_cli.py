@@ -23,9 +23,13 @@ def test_cli_prints_a_working_connection_and_stops_on_ctrl_c(tmp_path: Path) -> 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        line = next(line for line in process.stdout if line.startswith("AIRFLOW_CONN_"))
-        name, _, quoted = line.strip().partition("=")
+        line = next(line for line in process.stdout if "AIRFLOW_CONN_" in line)
+        name, _, quoted = line.strip().removeprefix("export ").partition("=")
         connection = json.loads(shlex.split(quoted)[0])
+        # Pasted into a shell, the line reaches the processes it starts (Airflow's).
+        child = shlex.join([sys.executable, "-c", f"import os; print(os.environ[{name!r}])"])
+        shell = f"{line.strip()}\n{child}"
+        seen = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
         extra = connection["extra"]
 
         whoami = requests.get(
@@ -35,7 +39,8 @@ def test_cli_prints_a_working_connection_and_stops_on_ctrl_c(tmp_path: Path) -> 
             timeout=10,
         )
 
-        assert name == "AIRFLOW_CONN_FTS_DEFAULT"
+        assert line.startswith("export AIRFLOW_CONN_FTS_DEFAULT=")
+        assert json.loads(seen.stdout) == connection, seen.stderr
         assert whoami.json()["vos"] == ["dteam"]
     finally:
         process.send_signal(signal.SIGINT)
@@ -65,7 +70,7 @@ def test_cli_with_the_test_issuer_prints_a_working_token_and_token_connection(
     try:
         printed = {}
         for line in process.stdout:  # type: ignore[union-attr]
-            name, _, value = line.strip().partition("=")
+            name, _, value = line.strip().removeprefix("export ").partition("=")
             printed[name] = value
             if name == "AIRFLOW_CONN_FTS_TOKEN":
                 break

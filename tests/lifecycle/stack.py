@@ -123,6 +123,8 @@ class AirflowStack:
             # New DAG files are found within seconds, not the default five minutes.
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
             AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
+            # The connection form's Test button (off by default): the browser test uses it.
+            AIRFLOW__CORE__TEST_CONNECTION="Enabled",
         )
         env.update(extra_env)
         return env

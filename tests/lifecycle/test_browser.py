@@ -75,6 +75,18 @@ def wait_xpath(driver, xpath: str, what: str):
         ) from None
 
 
+def type_into(driver, dialog: str, values: dict[str, str]) -> None:
+    """Type each value into the dialog's input of that name, once it can take keys."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for name, value in values.items():
+        field = wait_xpath(driver, f"{dialog}//input[@name='{name}']", name)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
+        clickable = expected_conditions.element_to_be_clickable(field)
+        WebDriverWait(driver, WAIT).until(clickable).send_keys(value)
+
+
 # -- the connection form -----------------------------------------------------------------
 
 
@@ -225,6 +237,51 @@ def _labels(driver) -> list[str]:
         for label in driver.find_elements(By.XPATH, "//div[@role='dialog']//label")
     ]
     return [f"{t[:-1].rstrip()}*" if t.endswith("*") else t for t in texts]
+
+
+def test_a_connection_added_in_the_form_saves_and_passes_the_test_button(
+    browser, airflow_stack, emulator, fts_pki, artifacts: Path
+):
+    """The first hour of a new user: Add Connection, fill in the form, Save, Test."""
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, airflow_stack, "/connections")
+    wait_xpath(browser, "//button[normalize-space()='Add Connection']", "Add Connection").click()
+    dialog = "//div[@role='dialog']"
+    wait_xpath(browser, f"{dialog}//input[@name='connection_id']", "the form").send_keys("fts_ui")
+    kind = wait_xpath(browser, f"{dialog}//input[@role='combobox']", "the connection types")
+    kind.send_keys("CERN FTS3")
+    wait_xpath(browser, "//*[@role='option'][normalize-space()='CERN FTS3']", "the FTS type")
+    kind.send_keys(Keys.ENTER)
+    standard = {"host": emulator.host, "port": str(emulator.port)}
+    extra = {
+        "element_x509up_file": str(fts_pki.voms_proxy_path),
+        "element_ca_path": str(fts_pki.ca_dir),
+    }
+    type_into(browser, dialog, standard)  # the Standard Fields section is open first
+    extra_fields = f"{dialog}//button[normalize-space()='Extra Fields']"
+    wait_xpath(browser, extra_fields, "Extra Fields").click()  # closes Standard Fields
+    wait_xpath(browser, f"{extra_fields}[@aria-expanded='true']", "the open Extra Fields")
+    type_into(browser, dialog, extra)
+    settle_and_shoot(browser, artifacts / "connection-add-filled.png")
+    wait_xpath(browser, f"{dialog}//button[normalize-space()='Save']", "Save").click()
+    wait_xpath(browser, "//td[normalize-space()='fts_ui']", "the saved connection in the list")
+    saved = json.loads(airflow_stack.get("/api/v2/connections/fts_ui")["extra"])
+
+    test = "//tr[td[normalize-space()='fts_ui']]//button[@aria-label='Test Connection']"
+    wait_xpath(browser, test, "the Test button").click()
+    result = wait_xpath(
+        browser,
+        "//*[contains(normalize-space(), 'Test Connection Failed') or contains(., 'Connected to')]",
+        "the Test result",
+    )
+    settle_and_shoot(browser, artifacts / "connection-add-tested.png")
+    body = browser.find_element("tag name", "body").text
+
+    assert "***" not in json.dumps(saved), saved
+    assert saved["oidc_storage_access"] is False and saved["verify"] is True
+    assert "Failed" not in result.text and "Failed" not in body, body[-600:]
+    assert f"Connected to {emulator.url}" in body, body[-600:]
 
 
 # -- the "FTS job" link ------------------------------------------------------------------

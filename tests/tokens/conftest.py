@@ -71,16 +71,17 @@ class IdP:
         requests.post(self.issuer + "/test/reset", verify=self.ca_file, timeout=10)
 
     def user_refresh_token(
-        self, resource: str | list[str] = FTS_AUDIENCE, scope: str = "fts"
+        self, resource: str | list[str] = FTS_AUDIENCE, scope: str = "fts", client: str = "fts-user"
     ) -> str:
-        """A fresh refresh token of user ``test-user`` for client ``fts-user``.
+        """A fresh refresh token of user ``test-user`` for ``client``.
 
         :param resource: the audience (or audiences) the user consented to.
         :param scope: the scopes the user consented to (for each audience).
+        :param client: ``fts-user`` (public) or ``fts-user-confidential`` (needs its secret).
         """
         answer = requests.post(
             self.issuer + "/test/refresh-token",
-            data=json.dumps({"resource": resource, "scope": scope}),
+            data=json.dumps({"resource": resource, "scope": scope, "client": client}),
             verify=self.ca_file,
             timeout=10,
         )

@@ -111,7 +111,7 @@ def test_a_bad_refresh_token_names_its_field(counted: IdP) -> None:
 
 def test_the_secret_goes_by_basic_or_by_form_never_both(counted: IdP) -> None:
     basic = counted.robot()
-    post = counted.robot("fts-robot-post", client_auth="post")
+    post = counted.robot("fts-robot-post", client_auth="client_secret_post")
     for settings in (basic, post):
         form, headers = token_form(settings, None)
         assert ("client_secret" in form) != ("Authorization" in headers)

@@ -6,6 +6,7 @@ that validates the IdP's JWTs as FTS 3.13 does, over real HTTPS.
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -43,6 +44,16 @@ def test_whoami_and_submit_with_a_robot_token(oidc_connection, token_emulator, i
     assert idp.token_requests() == 1  # one token for every call of its lifetime
 
 
+def test_the_test_button_says_how_long_the_fetched_token_has_left(oidc_connection, idp):
+    oidc_connection()
+
+    ok, message = FTSHook().test_connection()
+
+    assert ok, message
+    left = re.search(r"; token valid for (.+?) \(renewed before it expires\); ", message)
+    assert left, message
+
+
 def test_the_default_audience_is_the_endpoint_and_the_token_never_shows(oidc_connection, idp):
     oidc_connection()
     hook = FTSHook()
@@ -63,7 +74,7 @@ def test_every_fetched_token_is_masked_before_it_is_used(
 ):
     from airflow.sdk.log import redact
 
-    oidc_connection(storage_tokens=True)
+    oidc_connection(oidc_storage_access=True)
     hook = FTSHook()
 
     hook.submit_job([transfer("masked-1")], sid="masked")
@@ -169,7 +180,7 @@ def storage_endpoint(url: str) -> str:
 def test_storage_tokens_have_the_right_audience_and_scope_one_request_per_directory(
     oidc_connection, token_emulator, idp
 ):
-    oidc_connection(storage_tokens=True)
+    oidc_connection(oidc_storage_access=True)
     transfers = [
         transfer(f"f{i}", src_dir=f"in{i % 2}", dst_dir=f"out{i % 3}", dst=dst)
         for i in range(12)
@@ -197,7 +208,7 @@ def test_storage_tokens_have_the_right_audience_and_scope_one_request_per_direct
 
 
 def test_a_users_own_storage_tokens_are_kept(oidc_connection, token_emulator, idp):
-    oidc_connection(storage_tokens=True)
+    oidc_connection(oidc_storage_access=True)
     own = token_source(
         OIDCSettings(
             idp.issuer,

@@ -81,7 +81,7 @@ def test_an_example_dag_with_a_token_connection_leaks_no_token(
     caplog,
     capfd,
 ):
-    oidc_connection(storage_tokens=True)
+    oidc_connection(oidc_storage_access=True)
     monkeypatch.setenv("FTS_EXAMPLE_POLL_SECONDS", "0.2")
     monkeypatch.setenv("FTS_EXAMPLE_RETRY_DELAY_SECONDS", "0")
     caplog.set_level(logging.DEBUG)

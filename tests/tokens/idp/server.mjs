@@ -90,6 +90,15 @@ function configuration() {
         response_types: ['code'],
         token_endpoint_auth_method: 'none',
       },
+      {
+        // A user's client registered as confidential (as oidc-gen registers them).
+        client_id: 'fts-user-confidential',
+        client_secret: SECRET,
+        grant_types: ['authorization_code', 'refresh_token'],
+        redirect_uris: ['https://localhost/callback'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
     ],
     jwks: { keys: signingKeys() },
     scopes: ['openid', 'offline_access'],
@@ -115,10 +124,10 @@ function configuration() {
   };
 }
 
-async function seedRefreshToken(provider, { resource, scope }) {
+async function seedRefreshToken(provider, { resource, scope, client: clientId = 'fts-user' }) {
   // resource: one URL or a list (the FTS endpoint and storage endpoints of one user).
   const resources = Array.isArray(resource) ? resource : [resource];
-  const client = await provider.Client.find('fts-user');
+  const client = await provider.Client.find(clientId);
   const grant = new provider.Grant({ accountId: USER, clientId: client.clientId });
   grant.addOIDCScope('openid offline_access');
   for (const url of resources) grant.addResourceScope(url, scope);
@@ -140,10 +149,24 @@ async function readJson(ctx) {
   return JSON.parse(Buffer.concat(chunks).toString() || '{}');
 }
 
+async function basicOfAPostClient(provider, authorization) {
+  // HTTP Basic from a client registered to send its secret in the form.
+  if (!authorization || !authorization.startsWith('Basic ')) return false;
+  const pair = Buffer.from(authorization.slice(6), 'base64').toString();
+  const client = await provider.Client.find(decodeURIComponent(pair.split(':')[0]));
+  return client?.tokenEndpointAuthMethod === 'client_secret_post';
+}
+
 function testRoutes(provider) {
   return async (ctx, next) => {
     if (ctx.path === '/token' && ctx.method === 'POST') {
       counts.token += 1;
+      if (await basicOfAPostClient(provider, ctx.headers.authorization)) {
+        // As INDIGO IAM and EGI Check-in do (oidc-provider itself takes either way).
+        ctx.status = 401;
+        ctx.body = { error: 'invalid_client', error_description: 'client_secret_post only' };
+        return;
+      }
     } else if (ctx.path === '/.well-known/openid-configuration') {
       counts.discovery += 1;
     } else if (ctx.path === '/test/counts') {
