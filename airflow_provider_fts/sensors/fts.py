@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.client.states import all_terminal, progress_line
+from airflow_provider_fts.client.states import ProgressLog, all_terminal
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import JOB_URL_KEY, FTSJobLink
 from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
@@ -105,11 +105,15 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         self._ti = context["ti"]
         summary = self.hook.get_summary(job_id_list(self.job_id))
-        self.log.info("%s", progress_line(summary))
+        self._log_progress(summary)
         if not all_terminal(summary):
             return PokeReturnValue(is_done=False)
         self._publish(summary, context)
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    @cached_property
+    def _log_progress(self) -> ProgressLog:
+        return ProgressLog(lambda line: self.log.info("%s", line))
 
     def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
         publish_outcome(
