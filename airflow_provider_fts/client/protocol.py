@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 #: Ids per request: FTS sets no limit, but URLs must stay well under 8 KiB.
 MAX_IDS_PER_REQUEST = 100
+#: Jobs per request that reads their files: one answer is what a round holds in memory.
+JOBS_PER_FILES_REQUEST = 20
 MAX_LIST_LIMIT = 500
 DEFAULT_PORT = 8446
 
@@ -269,13 +271,18 @@ def files_params(files: bool = False, file_fields: Sequence[str] | None = None) 
 
 
 def by_ids(
-    method: str, job_ids: Iterable[str], *, params: dict | None = None, json_body: Any = None
+    method: str,
+    job_ids: Iterable[str],
+    *,
+    params: dict | None = None,
+    json_body: Any = None,
+    per_request: int = MAX_IDS_PER_REQUEST,
 ) -> list[Request]:
-    """One request per :data:`MAX_IDS_PER_REQUEST` checked ids, in the order given."""
+    """One request per ``per_request`` checked ids, in the order given."""
     ids = [check_id(job_id) for job_id in job_ids]
     requests = []
-    for start in range(0, len(ids), MAX_IDS_PER_REQUEST):
-        chunk = tuple(ids[start : start + MAX_IDS_PER_REQUEST])
+    for start in range(0, len(ids), per_request):
+        chunk = tuple(ids[start : start + per_request])
         requests.append(
             Request(
                 method,
@@ -407,7 +414,8 @@ def _with_files(
 ) -> Flow[None]:
     """The jobs again with ``fields`` of their files, each handed to ``add`` if it is (still)
     ``ended`` or running, as asked: a job that ended since is read with its own fields."""
-    for request in by_ids("GET", job_ids, params=files_params(file_fields=fields)):
+    params = files_params(file_fields=fields)
+    for request in by_ids("GET", job_ids, params=params, per_request=JOBS_PER_FILES_REQUEST):
         body = yield from _unless_transient(request, errors)
         for entry in entries(body):
             if is_job_error_entry(entry):
