@@ -185,14 +185,14 @@ class JobPoller:
         for waiter in waiters:
             for job_id in waiter.tally.pending():
                 by_job.setdefault(job_id, []).append(waiter)
-        sample = {job_id for w in waiters for job_id in w.tally.to_sample()}
+        sample = dict.fromkeys(job_id for w in waiters for job_id in w.tally.to_sample())
 
         def add(record: dict) -> None:
             for waiter in by_job.get(record["job_id"], ()):
                 waiter.tally.add(record)
                 waiter.heard = True
 
-        errors = await self._exchange(protocol.job_round(sorted(by_job), sorted(sample), add))
+        errors = await self._exchange(protocol.job_round(list(by_job), list(sample), add))
         for waiter in waiters:
             waiter.error = next((errors[i] for i in waiter.tally.job_states if i in errors), None)
             if waiter.error is not None or waiter.heard:

@@ -93,7 +93,7 @@ def test_running_jobs_files_are_sampled_by_state_only_when_a_sample_is_due(clien
 
 async def test_the_poller_asks_the_same_way_and_ends_with_a_summary(client, fts_emulator, fts_pki):
     done = await asyncio.to_thread(submit, client, "mock://dst.example/c")
-    later = await asyncio.to_thread(submit, client, "mock://dst.example/d?time=0.5")
+    later = await asyncio.to_thread(submit, client, "mock://dst.example/d?time=2")
     await asyncio.to_thread(ended, client, done)
     trust = Trust(ca_path=str(fts_pki.ca_dir))
     context = Credentials.from_proxy_file(fts_pki.voms_proxy_path).ssl_context(trust)
