@@ -376,7 +376,7 @@ class ProgressLog:
     """Says a progress line when it changed since the last one, or after ``heartbeat``
     seconds without a change, so a long wait logs neither every poll nor nothing.
 
-    :param say: Logs one line (e.g. ``log.info``'s ``lambda line: log.info("%s", line)``).
+    :param say: Logs one line, e.g. a logger's ``info``.
     :param heartbeat: Seconds after which an unchanged line is said again.
     """
 

@@ -349,15 +349,14 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         else:
             try:
                 summary = self.hook.wait_for_jobs(
-                    job_ids, self.poll_interval, self.wait_timeout, on_poll=self._log_progress
+                    job_ids,
+                    self.poll_interval,
+                    self.wait_timeout,
+                    on_poll=ProgressLog(self.log.info),
                 )
             except TimeoutError:
                 raise AirflowFailException(timeout_message(job_ids)) from None
         self._publish(summary, earlier, job_ids, context)
-
-    @cached_property
-    def _log_progress(self) -> ProgressLog:
-        return ProgressLog(lambda line: self.log.info("%s", line))
 
     def _publish(
         self,

@@ -113,7 +113,7 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
 
     @cached_property
     def _log_progress(self) -> ProgressLog:
-        return ProgressLog(lambda line: self.log.info("%s", line))
+        return ProgressLog(self.log.info)  # kept across pokes of one process
 
     def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
         publish_outcome(

@@ -94,7 +94,7 @@ class FTSJobTrigger(BaseTrigger):
                 summary = await poller.wait(
                     self.job_ids,
                     interval=self.poll_interval,
-                    on_poll=ProgressLog(lambda line: self.log.info("%s", line)),
+                    on_poll=ProgressLog(self.log.info),
                 )
         except TimeoutError:
             event |= {"status": "timeout", "message": timeout_message(self.job_ids)}
