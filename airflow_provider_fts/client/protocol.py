@@ -418,6 +418,7 @@ def _with_files(
     for request in by_ids("GET", job_ids, params=params, per_request=JOBS_PER_FILES_REQUEST):
         body = yield from _unless_transient(request, errors)
         for entry in entries(body):
+            entry = yield from _or_archived(entry)  # purged since: all its files
             if is_job_error_entry(entry):
                 errors[entry["job_id"]] = error_from_job_entry(
                     entry, method="GET", path=request.path
