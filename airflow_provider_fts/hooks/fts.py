@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
     from airflow_provider_fts.client.poller import JobPoller
+    from airflow_provider_fts.client.states import Tally
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
     from airflow_provider_fts.client.submission import Transfer
 
@@ -261,19 +262,21 @@ class FTSHook(BaseHook):
     # (kept apart from the client-delegating methods above; the trigger reads the same
     # records through the shared async poller and summarizes them the same way)
 
-    def get_summary(self, job_ids: Sequence[str]) -> dict[str, Any]:
+    def get_summary(self, job_ids: Sequence[str], *, tally: Tally | None = None) -> dict[str, Any]:
         """The jobs' summary now, from one poll round: their records (one request per 100
         jobs), and the files of the jobs that ended, with the fields their end needs.
-        Running jobs' files are not read (``uncounted_jobs``).
 
         Jobs FTS already purged to its archive are read from there: a lost job is not a
         failure. A job in neither place raises its error (``NotFound``).
 
         :param job_ids: The FTS job ids.
+        :param tally: What earlier rounds of this wait learnt (pass the same one to every
+            call): then only the jobs not ended are asked for, and each ended job's files
+            are read once; running jobs' file states are sampled every few minutes.
         """
         from airflow_provider_fts.client.states import Tally
 
-        tally = Tally(job_ids)
+        tally = Tally(job_ids) if tally is None else tally
         self.get_conn().poll(tally)
         return tally.summary()
 
@@ -303,8 +306,7 @@ class FTSHook(BaseHook):
         deadline = None if timeout is None else time.monotonic() + timeout
         tally = Tally(job_ids)
         while True:
-            self.get_conn().poll(tally)
-            summary = tally.summary()
+            summary = self.get_summary(job_ids, tally=tally)
             if on_poll is not None:
                 on_poll(summary)
             if tally.ended:

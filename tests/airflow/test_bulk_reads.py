@@ -121,3 +121,25 @@ async def test_ten_thousand_files_with_9950_failures_give_a_small_summary_and_sh
 def finished_files(hook, job_id: str) -> int:
     files = hook.get_job(job_id, file_fields=["file_state"])["files"]
     return sum(f["file_state"] == "FINISHED" for f in files)
+
+
+def test_a_sensor_reads_an_ended_jobs_files_once_across_its_pokes(hook, fts_emulator):
+    from airflow_provider_fts.sensors.fts import FTSJobSensor
+
+    done = hook.submit_job([("mock://s.example/p", "mock://d.example/poke/done")])
+    running = hook.submit_job([("mock://s.example/p", "mock://d.example/poke/slow?time=30")])
+    while hook.get_job(done)["job_state"] != "FINISHED":
+        pass
+    sensor = FTSJobSensor(task_id="wait", job_id=[done, running])
+    seen = record_targets(fts_emulator)
+
+    for _ in range(3):
+        assert not sensor.poke({"ti": TaskTry(task_id="wait")}).is_done
+
+    assert job_reads(seen) == [
+        ({done, running}, None),
+        ({done}, FINISHED_FIELDS),
+        ({running}, None),
+        ({running}, None),
+    ]
+    hook.cancel_job(running)
