@@ -27,7 +27,7 @@ from airflow_provider_fts.links.fts import SUMMARY_KEY
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_FAILED_FILES_LOGGED = 50  # failed files listed in a task log; the XCom summary keeps all
+_FAILED_FILES_LOGGED = 50  # failed files listed in a task log (a summary lists up to 50)
 #: on_kill runs in the worker's SIGTERM handler, and the supervisor sends SIGKILL 5 s later:
 #: the lookup must leave time for the cancel request.
 _STATE_LOOKUP_SECONDS = 3.0
@@ -44,7 +44,7 @@ def timeout_message(job_ids: list[str]) -> str:
 
 def log_failures(summary: Mapping[str, Any], log: Any) -> None:
     """Each failed file with its reason and whether FTS deems it recoverable."""
-    failed = summary["failed_files"]
+    failed = summary["failed_files"]  # the first ones; failed_count counts them all
     for entry in failed[:_FAILED_FILES_LOGGED]:
         log.error(
             "%s -> %s: %s %s (%s)",
@@ -54,8 +54,9 @@ def log_failures(summary: Mapping[str, Any], log: Any) -> None:
             entry["reason"] or "no reason given",
             "recoverable" if entry["recoverable"] else "not recoverable",
         )
-    if len(failed) > _FAILED_FILES_LOGGED:
-        log.error("... and %d more failed files", len(failed) - _FAILED_FILES_LOGGED)
+    more = summary["failed_count"] - min(len(failed), _FAILED_FILES_LOGGED)
+    if more > 0:
+        log.error("... and %d more failed files", more)
 
 
 def is_resendable(entry: Mapping[str, Any]) -> bool:
@@ -73,10 +74,10 @@ def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, can_resubm
     """
     states = [JobState.parse(s) for s in summary["job_states"].values()]
     failed = summary["failed_files"]
-    if not failed and all(s is JobState.FINISHED for s in states):
+    if not summary["failed_count"] and all(s is JobState.FINISHED for s in states):
         return
     ended = ", ".join(f"{job} {state}" for job, state in summary["job_states"].items())
-    counts = f"{len(failed)} of {summary['files']} files did not transfer"
+    counts = f"{summary['failed_count']} of {summary['files']} files did not transfer"
     canceled = [job for job, s in summary["job_states"].items() if s == JobState.CANCELED]
     if canceled:
         raise AirflowFailException(
@@ -85,10 +86,10 @@ def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, can_resubm
         )
     if allow_partial and summary["file_states"].get(FileState.FINISHED):
         return
-    recoverable = [f for f in failed if f["state"] == FileState.FAILED and f["recoverable"]]
+    recoverable = summary["recoverable_count"]
     if can_resubmit and recoverable:
         raise FTSRecoverableFailure(
-            f"FTS jobs ended {ended}: {counts}; {len(recoverable)} recoverable, resubmitted "
+            f"FTS jobs ended {ended}: {counts}; {recoverable} recoverable, resubmitted "
             "by the next try."
         )
     named = "; ".join(f"{f['destination']}: {f['reason'] or f['state']}" for f in failed[:10])

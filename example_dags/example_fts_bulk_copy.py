@@ -77,15 +77,15 @@ def report(batches: list[list[list[str]]]) -> list[str]:
             f"Only {len(summaries)} of {len(batches)} batches reported an outcome; "
             "see the failed copy tasks."
         )
+    # Each summary counts every failed file and names the first 50 (FTSHook.iter_files
+    # lists every one of a task's jobs).
     lost = [f for summary in summaries for f in summary["failed_files"]]
     for failed in lost:
         log.error("Not copied: %(source)s -> %(destination)s: %(reason)s", failed)
-    not_copied = {f["source"] for f in lost}
+    not_copied = sum(summary["failed_count"] for summary in summaries)
     sources = [source for batch in batches for source, _ in batch]
-    if lost:
-        raise AirflowFailException(
-            f"Copied {len(sources) - len(not_copied)} of {len(sources)} files."
-        )
+    if not_copied:
+        raise AirflowFailException(f"Copied {len(sources) - not_copied} of {len(sources)} files.")
     log.info("All %d files copied and verified at both ends.", len(sources))
     return sources
 

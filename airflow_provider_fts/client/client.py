@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -36,6 +36,8 @@ from airflow_provider_fts.client.errors import (
     NeedsDelegation,
     NotFound,
     TryAgain,
+    error_from_job_entry,
+    is_job_error_entry,
 )
 from airflow_provider_fts.client.protocol import (
     DEFAULT_PORT,
@@ -44,6 +46,7 @@ from airflow_provider_fts.client.protocol import (
     normalise_endpoint,
 )
 from airflow_provider_fts.client.sending import RetryPolicy
+from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, FileState
 from airflow_provider_fts.client.submission import (
     BASE_ID,
     JobParams,
@@ -54,6 +57,7 @@ from airflow_provider_fts.client.submission import (
 from airflow_provider_fts.client.transport import Transport
 
 if TYPE_CHECKING:
+    from airflow_provider_fts.client.states import Tally
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
 
 __all__ = ["DEFAULT_PORT", "FTSClient", "normalise_endpoint"]
@@ -384,6 +388,55 @@ class FTSClient:
         flow = protocol.jobs_or_archived(job_ids, files=files, file_fields=file_fields)
         self.credentials.check_usable("status")
         return self._run(flow)
+
+    def poll(self, tally: Tally) -> None:
+        """One poll round for ``tally`` (:func:`~.protocol.job_round`): the records of its
+        jobs not ended, each ended job's files once, a progress sample when one is due.
+
+        :param tally: The jobs' outcome so far, updated in place.
+        :raises FTSError: A job's error (unknown to FTS, forbidden), the first one.
+        """
+        self.credentials.check_usable("status")
+        flow = protocol.job_round(tally.pending(), tally.to_sample(), tally.add)
+        errors = self._run(flow)
+        if errors:
+            raise next(iter(errors.values()))
+
+    def iter_files(
+        self,
+        job_ids: Iterable[str],
+        *,
+        states: Iterable[str] | None = None,
+        fields: Sequence[str] = SUMMARY_FILE_FIELDS,
+        jobs_per_request: int = 10,
+    ) -> Iterator[dict]:
+        """The file records of jobs, each with its ``job_id``, read a few jobs at a time:
+        a caller that streams them (to a file, a page) never holds more than one answer.
+
+        The one reader of jobs' files by filter: page through a task's files by passing
+        the job ids of a page. A purged job is read from the archive (all its fields); a
+        job in neither place raises its error.
+
+        :param job_ids: The jobs, in the order their files come.
+        :param states: Only files in these states (e.g. ``FAILED_FILE_STATES``); None: all.
+        :param fields: The file fields to read (``file_state`` is added for ``states``).
+        :param jobs_per_request: Jobs per request (their files are one answer in memory).
+        """
+        wanted = None if states is None else {FileState.parse(s).value for s in states}
+        if wanted is not None and "file_state" not in fields:
+            fields = (*fields, "file_state")
+        ids = [check_id(job_id) for job_id in job_ids]
+        self.credentials.check_usable("status")
+        for start in range(0, len(ids), jobs_per_request):
+            flow = protocol.jobs_or_archived(
+                ids[start : start + jobs_per_request], file_fields=fields
+            )
+            for record in self._run(flow):
+                if is_job_error_entry(record):
+                    raise error_from_job_entry(record)
+                for file in record.get("files") or []:
+                    if wanted is None or file.get("file_state") in wanted:
+                        yield {**file, "job_id": record["job_id"]}
 
     def get_job_files(self, job_id: str) -> list[dict]:
         return self._get(f"/jobs/{check_id(job_id)}/files")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_fts.client import protocol
+from airflow_provider_fts.client.states import SAMPLE_SECONDS, Tally
 from airflow_provider_fts.client.transport import AsyncTransport
 
 if TYPE_CHECKING:
@@ -38,29 +39,24 @@ log = logging.getLogger(__name__)
 #: Before its first round a poller waits this long, so triggers started together share it.
 GATHER_SECONDS = 0.2
 
-ProgressCallback = Callable[[list[dict]], None]
+ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(eq=False)
 class _Waiter:
-    """One wait: the poller fills ``records`` (or ``error``) and sets ``updated``; the
-    waiting coroutine itself reads them, so its callback runs in its own task."""
+    """One wait: the poller feeds ``tally`` (or sets ``error``) and sets ``updated``; the
+    waiting coroutine itself reads them, so its callback runs in its own task. It holds
+    per-job state only (:class:`~.states.Tally`), whatever the number of files."""
 
-    job_ids: tuple[str, ...]
+    tally: Tally
     interval: float
-    records: dict[str, dict] = field(default_factory=dict)
     error: BaseException | None = None
+    heard: bool = False  # a record came since the last update
     updated: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def pending(self) -> set[str]:
-        return {i for i in self.job_ids if not protocol.is_terminal(self.records.get(i))}
 
     @property
     def served(self) -> bool:
-        return self.error is not None or not self.pending()
-
-    def seen(self) -> list[dict]:
-        return [self.records[i] for i in self.job_ids if i in self.records]
+        return self.error is not None or self.tally.ended
 
 
 class JobPoller:
@@ -113,15 +109,18 @@ class JobPoller:
         *,
         interval: float = 30.0,
         on_poll: ProgressCallback | None = None,
-    ) -> list[dict]:
-        """The job records (each with its ``files``) once every job is in a terminal state.
+        sample_every: float = SAMPLE_SECONDS,
+    ) -> dict[str, Any]:
+        """The jobs' summary (:func:`~.states.summarize_jobs`) once every job has ended.
 
-        ``on_poll`` receives the latest records after each round that saw them, called from
-        this coroutine (its task and context, so log lines land where the caller's go).
-        Cancelling the caller only removes its waiter; other waiters keep being served.
+        ``on_poll`` receives the summary after each round that heard of these jobs, called
+        from this coroutine (its task and context, so log lines land where the caller's
+        go). Cancelling the caller only removes its waiter; other waiters keep being served.
+
+        :param sample_every: Seconds between progress samples of running jobs' files.
         """
-        ids = tuple(dict.fromkeys(protocol.check_id(job_id) for job_id in job_ids))
-        waiter = _Waiter(ids, interval)
+        ids = [protocol.check_id(job_id) for job_id in job_ids]
+        waiter = _Waiter(Tally(ids, sample_every=sample_every), interval)
         self._waiters.add(waiter)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"fts-poller {self.endpoint}")
@@ -161,13 +160,24 @@ class JobPoller:
         return [w for w in self._waiters if not w.served]
 
     async def _poll_round(self) -> None:
+        """One round for every waiter: each job asked once, whoever waits for it."""
         waiters = self._unserved()
-        wanted = sorted({job_id for w in waiters for job_id in w.pending()})
-        records, errors = await self._exchange(protocol.job_states(wanted))
+        by_job: dict[str, list[_Waiter]] = {}
         for waiter in waiters:
-            waiter.records.update({i: records[i] for i in waiter.job_ids if i in records})
-            waiter.error = next((errors[i] for i in waiter.job_ids if i in errors), None)
-            if waiter.error is not None or any(i in records for i in waiter.job_ids):
+            for job_id in waiter.tally.pending():
+                by_job.setdefault(job_id, []).append(waiter)
+        sample = dict.fromkeys(job_id for w in waiters for job_id in w.tally.to_sample())
+
+        def add(record: dict) -> None:
+            for waiter in by_job.get(record["job_id"], ()):
+                waiter.tally.add(record)
+                waiter.heard = True
+
+        errors = await self._exchange(protocol.job_round(list(by_job), list(sample), add))
+        for waiter in waiters:
+            waiter.error = next((errors[i] for i in waiter.tally.job_states if i in errors), None)
+            if waiter.error is not None or waiter.heard:
+                waiter.heard = False
                 waiter.updated.set()
 
     async def _exchange(self, flow: protocol.Flow[Any]) -> Any:
@@ -175,20 +185,21 @@ class JobPoller:
         return await self._transport.run(flow)
 
 
-async def _follow(waiter: _Waiter, on_poll: ProgressCallback | None) -> list[dict]:
+async def _follow(waiter: _Waiter, on_poll: ProgressCallback | None) -> dict[str, Any]:
     """Wait for the poller's updates of one waiter; runs in the waiting coroutine."""
     while True:
         await waiter.updated.wait()
         waiter.updated.clear()
         if waiter.error is not None:
             raise waiter.error
+        summary = waiter.tally.summary()
         if on_poll is not None:
             try:
-                on_poll(waiter.seen())
+                on_poll(summary)
             except Exception:
                 log.exception("FTS progress callback failed")
-        if not waiter.pending():
-            return waiter.seen()
+        if waiter.tally.ended:
+            return summary
 
 
 _REGISTRY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task]] = (

@@ -12,7 +12,7 @@ driven by an :class:`Exchange`. The sync client and the triggers' poller both ru
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -27,7 +27,12 @@ from airflow_provider_fts.client.errors import (
     is_job_error_entry,
     is_transient,
 )
-from airflow_provider_fts.client.states import SUMMARY_FILE_FIELDS, JobState
+from airflow_provider_fts.client.states import (
+    SAMPLE_FILE_FIELDS,
+    SUMMARY_FILE_FIELDS,
+    JobState,
+    ended_file_fields,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -38,6 +43,7 @@ __all__ = [
     "entries",
     "files_params",
     "is_transient",
+    "job_round",
     "job_states",
     "jobs_or_archived",
     "normalise_endpoint",
@@ -48,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: Ids per request: FTS sets no limit, but URLs must stay well under 8 KiB.
 MAX_IDS_PER_REQUEST = 100
+#: Jobs per request that reads their files: one answer is what a round holds in memory.
+JOBS_PER_FILES_REQUEST = 20
 MAX_LIST_LIMIT = 500
 DEFAULT_PORT = 8446
 
@@ -202,13 +210,18 @@ def files_params(files: bool = False, file_fields: Sequence[str] | None = None) 
 
 
 def by_ids(
-    method: str, job_ids: Iterable[str], *, params: dict | None = None, json_body: Any = None
+    method: str,
+    job_ids: Iterable[str],
+    *,
+    params: dict | None = None,
+    json_body: Any = None,
+    per_request: int = MAX_IDS_PER_REQUEST,
 ) -> list[Request]:
-    """One request per :data:`MAX_IDS_PER_REQUEST` checked ids, in the order given."""
+    """One request per ``per_request`` checked ids, in the order given."""
     ids = [check_id(job_id) for job_id in job_ids]
     requests = []
-    for start in range(0, len(ids), MAX_IDS_PER_REQUEST):
-        chunk = tuple(ids[start : start + MAX_IDS_PER_REQUEST])
+    for start in range(0, len(ids), per_request):
+        chunk = tuple(ids[start : start + per_request])
         requests.append(
             Request(
                 method,
@@ -282,21 +295,15 @@ def jobs_or_archived(
 
 
 def job_states(job_ids: Iterable[str]) -> Flow[tuple[dict[str, dict], dict[str, FTSError]]]:
-    """One poll round: each job's record (files included, archive fallback), or its error.
+    """Each job's record (no files; an archived job with all its files), or its error.
 
     A batch lost to a transient fault is left out (asked again next round); a batch refused
     outright (401, a bad certificate) gives its error to every id in it.
     """
     records: dict[str, dict] = {}
     errors: dict[str, FTSError] = {}
-    for request in by_ids("GET", job_ids, params=files_params(True)):
-        try:
-            body = yield request
-        except FTSError as error:
-            if not is_transient(error):
-                errors.update(dict.fromkeys(request.job_ids, error))
-            log.warning("FTS poll of %d jobs failed: %s", len(request.job_ids), error)
-            continue
+    for request in by_ids("GET", job_ids):
+        body = yield from _unless_transient(request, errors)
         for entry in entries(body):
             entry = yield from _or_archived(entry)
             if is_job_error_entry(entry):
@@ -306,6 +313,67 @@ def job_states(job_ids: Iterable[str]) -> Flow[tuple[dict[str, dict], dict[str, 
             else:
                 records[entry["job_id"]] = entry
     return records, errors
+
+
+def job_round(
+    pending: Iterable[str], sample: Iterable[str], add: Callable[[dict], Any]
+) -> Flow[dict[str, FTSError]]:
+    """One poll round: what can have changed, and each job's files once.
+
+    Asks for the records of the ``pending`` jobs without files. A job that ended gets its
+    files in a second request, once, with only the fields its end needs
+    (:func:`~.states.ended_file_fields`); a job of ``sample`` still running gets its file
+    states (a progress sample). Each record is handed to ``add`` as it comes (so no round
+    holds more than one answer's files); an ended job whose files were lost to a passing
+    fault is not handed over at all, and is asked for again next round. Returns the jobs'
+    errors (404, 403; a refused batch).
+    """
+    records, errors = yield from job_states(pending)
+    ended: dict[tuple[str, ...], list[str]] = {}
+    for job_id, record in records.items():
+        if not is_terminal(record) or "files" in record:  # archived: all files included
+            add(record)
+        else:
+            ended.setdefault(ended_file_fields(record["job_state"]), []).append(job_id)
+    for fields, ids in ended.items():
+        yield from _with_files(ids, fields, errors, add, ended=True)
+    running = [i for i in dict.fromkeys(sample) if i in records and not is_terminal(records[i])]
+    yield from _with_files(running, SAMPLE_FILE_FIELDS, errors, add, ended=False)
+    return errors
+
+
+def _with_files(
+    job_ids: list[str],
+    fields: Sequence[str],
+    errors: dict[str, FTSError],
+    add: Callable[[dict], Any],
+    *,
+    ended: bool,
+) -> Flow[None]:
+    """The jobs again with ``fields`` of their files, each handed to ``add`` if it is (still)
+    ``ended`` or running, as asked: a job that ended since is read with its own fields."""
+    params = files_params(file_fields=fields)
+    for request in by_ids("GET", job_ids, params=params, per_request=JOBS_PER_FILES_REQUEST):
+        body = yield from _unless_transient(request, errors)
+        for entry in entries(body):
+            entry = yield from _or_archived(entry)  # purged since: all its files
+            if is_job_error_entry(entry):
+                errors[entry["job_id"]] = error_from_job_entry(
+                    entry, method="GET", path=request.path
+                )
+            elif is_terminal(entry) == ended:
+                add(entry)
+
+
+def _unless_transient(request: Request, errors: dict[str, FTSError]) -> Flow[Any]:
+    """The answer to ``request``; None when it failed (a refusal is every id's error)."""
+    try:
+        return (yield request)
+    except FTSError as error:
+        if not is_transient(error):
+            errors.update(dict.fromkeys(request.job_ids, error))
+        log.warning("FTS poll of %d jobs failed: %s", len(request.job_ids), error)
+        return None
 
 
 def _or_archived(entry: dict) -> Flow[dict]:

@@ -6,8 +6,10 @@ JSON compares equal to its member (``JobState("FINISHED") == "FINISHED"``).
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -15,10 +17,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 __all__ = [
     "FileState",
     "JobState",
+    "ProgressLog",
+    "Tally",
     "all_terminal",
+    "failed_files",
     "progress_line",
     "stored_url_key",
     "summarize_jobs",
+    "with_failures",
 ]
 
 
@@ -112,69 +118,278 @@ SUMMARY_FILE_FIELDS: tuple[str, ...] = (
 )
 
 
+#: Failed files a summary lists at most, and at most this many bytes of them as JSON:
+#: counts stay exact, the complete list is ``FTSClient.iter_files``'s.
+MAX_FAILED_FILES = 50
+FAILED_FILES_BYTES = 32 * 1024
+#: Distinct failure reasons a summary counts at most; the rest count under ``OTHER_REASONS``.
+MAX_REASONS = 20
+OTHER_REASONS = "(other reasons)"
+#: A reason is cut to this many characters in a summary.
+REASON_CHARS = 300
+#: File states that count as failed: the files a new job may have to send again.
+FAILED_FILE_STATES = frozenset({FileState.FAILED, FileState.CANCELED})
+
+#: The file fields read once of a job that ended FINISHED: counts, bytes, throughput.
+FINISHED_FILE_FIELDS: tuple[str, ...] = ("file_state", "filesize", "tx_duration")
+#: The file fields read once of a job that ended otherwise: the failures too.
+ENDED_FILE_FIELDS: tuple[str, ...] = (
+    "file_id",
+    "file_state",
+    "source_surl",
+    "dest_surl",
+    "reason",
+    "recoverable",
+    "filesize",
+    "tx_duration",
+)
+#: The file fields of a progress sample of a job still running.
+SAMPLE_FILE_FIELDS: tuple[str, ...] = ("file_state",)
+#: Seconds between progress samples of the running jobs' files (the first one after this).
+SAMPLE_SECONDS = 300.0
+
+
+def ended_file_fields(job_state: str) -> tuple[str, ...]:
+    """The file fields worth reading of a job that ended in ``job_state``."""
+    return FINISHED_FILE_FIELDS if job_state == JobState.FINISHED else ENDED_FILE_FIELDS
+
+
+def has_ended(job_state: Any) -> bool:
+    """Whether a job state is terminal; an unknown or missing state is not."""
+    try:
+        return JobState.parse(job_state).is_terminal
+    except ValueError:
+        return False
+
+
+def failed_files(record: Mapping[str, Any]) -> Iterator[dict]:
+    """Every failed (FAILED or CANCELED) file of a job record with files, as a summary
+    lists it: ``job_id, file_id, source, destination, state, reason, recoverable``."""
+    for file in record.get("files") or []:
+        state = str(file.get("file_state") or "")
+        if state in FAILED_FILE_STATES:
+            recoverable = file.get("recoverable", file.get("current_failures"))
+            yield {
+                "job_id": record.get("job_id"),
+                "file_id": file.get("file_id"),
+                "source": file.get("source_surl"),
+                "destination": file.get("dest_surl"),
+                "state": state,
+                "reason": file.get("reason") or "",
+                "recoverable": bool(recoverable),
+            }
+
+
+class Failures:
+    """Failed files, counted exactly and listed up to the caps, grouped by reason."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.recoverable = 0
+        self.listed: list[dict] = []
+        self.reasons: dict[str, dict[str, int]] = {}
+        self._listed_bytes = 0
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any]) -> Failures:
+        """The failures a summary holds, to add more."""
+        failures = cls()
+        failures.count = summary["failed_count"]
+        failures.recoverable = summary["recoverable_count"]
+        failures.listed = list(summary["failed_files"])
+        failures._listed_bytes = sum(len(json.dumps(e)) for e in failures.listed)
+        failures.reasons = {r["reason"]: dict(r) for r in summary["failure_reasons"]}
+        return failures
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        """One failed file (an entry of :func:`failed_files`)."""
+        recoverable = entry["state"] == FileState.FAILED and entry["recoverable"]
+        self.count += 1
+        self.recoverable += recoverable
+        reason = (entry["reason"] or entry["state"])[:REASON_CHARS]
+        if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
+            reason = OTHER_REASONS
+        group = self.reasons.setdefault(reason, {"reason": reason, "files": 0, "recoverable": 0})
+        group["files"] += 1
+        group["recoverable"] += recoverable
+        listed = {**entry, "reason": entry["reason"][:REASON_CHARS]}
+        size = len(json.dumps(listed))
+        if len(self.listed) < MAX_FAILED_FILES and self._listed_bytes + size <= FAILED_FILES_BYTES:
+            self.listed.append(listed)
+            self._listed_bytes += size
+
+    def to_json(self) -> dict[str, Any]:
+        # Most files first, the other reasons last.
+        reasons = sorted(
+            self.reasons.values(), key=lambda r: (r["reason"] == OTHER_REASONS, -r["files"])
+        )
+        return {
+            "failed_count": self.count,
+            "recoverable_count": self.recoverable,
+            "failed_files": self.listed,
+            "failure_reasons": [dict(r) for r in reasons],
+        }
+
+
+class Tally:
+    """The outcome of jobs while they run, kept per job (never per file).
+
+    Feed it job records (:meth:`add`): a record without files tells the job's state; the
+    files of an ended job are counted once, for good (fields :func:`ended_file_fields`);
+    the files of a running job are a progress sample (file states only), replaced by
+    the next one. Bytes and throughput count ended jobs.
+
+    :param job_ids: The jobs, in the order a summary lists them.
+    :param sample_every: Seconds between progress samples (:meth:`to_sample`).
+    """
+
+    def __init__(self, job_ids: Iterable[str] = (), *, sample_every: float = SAMPLE_SECONDS):
+        self.job_states: dict[str, str | None] = dict.fromkeys(job_ids)
+        self.sample_every = sample_every
+        self._sampled_at = time.monotonic()
+        self._ended: set[str] = set()
+        self._samples: dict[str, Counter[str]] = {}
+        self._counts: Counter[str] = Counter()
+        self._bytes = 0
+        self._seconds = 0.0
+        self._failures = Failures()
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """One job record, with or without its files."""
+        job_id = record["job_id"]
+        if job_id in self._ended:
+            return
+        state = record.get("job_state")
+        self.job_states[job_id] = state
+        files = record.get("files")
+        if files is None:
+            return
+        if not has_ended(state):
+            self._samples[job_id] = Counter(str(f.get("file_state") or "") for f in files)
+            return
+        self._ended.add(job_id)
+        self._samples.pop(job_id, None)
+        for file in files:
+            state = str(file.get("file_state") or "")
+            self._counts[state] += 1
+            if state == FileState.FINISHED:
+                self._bytes += int(file.get("filesize") or file.get("user_filesize") or 0)
+                self._seconds += float(file.get("tx_duration") or 0)
+        for entry in failed_files(record):
+            self._failures.add(entry)
+
+    def pending(self) -> list[str]:
+        """The jobs whose files are not counted for good yet."""
+        return [job_id for job_id in self.job_states if job_id not in self._ended]
+
+    @property
+    def ended(self) -> bool:
+        return not self.pending()
+
+    def to_sample(self, now: float | None = None) -> list[str]:
+        """The running jobs whose file states are due for a progress sample (every
+        ``sample_every`` seconds; none before the first interval passed)."""
+        now = time.monotonic() if now is None else now
+        if now - self._sampled_at < self.sample_every:
+            return []
+        self._sampled_at = now
+        return self.pending()
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready summary (see :func:`summarize_jobs`)."""
+        counts = Counter(self._counts)
+        for sample in self._samples.values():
+            counts.update(sample)
+        counted = self._ended | self._samples.keys()
+        throughput = self._bytes / self._seconds / 2**20 if self._seconds > 0 else None
+        return {
+            "job_ids": list(self.job_states),
+            "job_states": dict(self.job_states),
+            "files": sum(counts.values()),
+            "file_states": dict(sorted(counts.items())),
+            "uncounted_jobs": len(self.job_states.keys() - counted),
+            **self._failures.to_json(),
+            "bytes": self._bytes,
+            "throughput_mib_s": round(throughput, 3) if throughput is not None else None,
+        }
+
+
 def summarize_jobs(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """A compact, JSON-ready outcome of jobs: what a DAG needs to act on them.
 
-    ``records`` are job records with their ``files`` (``?files=`` with at least
-    :data:`SUMMARY_FILE_FIELDS`, or ``/archive/<id>`` records, whose files say
+    ``records`` are job records, with their ``files`` once ended (``?files=`` with at
+    least :func:`ended_file_fields`, or ``/archive/<id>`` records, whose files say
     ``current_failures`` instead of ``recoverable``). Bytes count only FINISHED files; the
-    mean throughput is bytes moved over the summed transfer time, in MiB/s.
+    mean throughput is bytes moved over the summed transfer time, in MiB/s. Its size does
+    not grow with files: failed files are counted exactly (``failed_count``, of them
+    ``recoverable_count``), grouped by reason (``failure_reasons``, at most
+    :data:`MAX_REASONS`) and listed up to :data:`MAX_FAILED_FILES` (``failed_files``).
+    ``uncounted_jobs`` are running jobs whose files were not sampled yet.
     """
-    records = list(records)
-    counts: Counter[str] = Counter()
-    failed: list[dict] = []
-    bytes_moved = 0
-    seconds = 0.0
-    for job in records:
-        for record in job.get("files") or []:
-            state = str(record.get("file_state") or "")
-            counts[state] += 1
-            if state == FileState.FINISHED:
-                bytes_moved += int(record.get("filesize") or record.get("user_filesize") or 0)
-                seconds += float(record.get("tx_duration") or 0)
-            elif state in (FileState.FAILED, FileState.CANCELED):
-                failed.append(_failed_file(job, record, state))
-    throughput = bytes_moved / seconds / 2**20 if seconds > 0 else None
-    return {
-        "job_ids": [job["job_id"] for job in records],
-        "job_states": {job["job_id"]: job.get("job_state") for job in records},
-        "files": sum(counts.values()),
-        "file_states": dict(sorted(counts.items())),
-        "failed_files": failed,
-        "bytes": bytes_moved,
-        "throughput_mib_s": round(throughput, 3) if throughput is not None else None,
-    }
+    tally = Tally()
+    for record in records:
+        tally.add(record)
+    return tally.summary()
 
 
-def _failed_file(job: Mapping[str, Any], record: Mapping[str, Any], state: str) -> dict:
-    recoverable = record.get("recoverable", record.get("current_failures"))
+def with_failures(summary: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> dict:
+    """The summary plus more failed files (entries of :func:`failed_files`), under the caps."""
+    failures = Failures.of(summary)
+    states = Counter(summary["file_states"])
+    for entry in entries:
+        failures.add(entry)
+        states[entry["state"]] += 1
+    added = failures.count - summary["failed_count"]
     return {
-        "job_id": job.get("job_id"),
-        "file_id": record.get("file_id"),
-        "source": record.get("source_surl"),
-        "destination": record.get("dest_surl"),
-        "state": state,
-        "reason": record.get("reason") or "",
-        "recoverable": bool(recoverable),
+        **summary,
+        "files": summary["files"] + added,
+        "file_states": dict(sorted(states.items())),
+        **failures.to_json(),
     }
 
 
 def all_terminal(summary: Mapping[str, Any]) -> bool:
     """Whether every job of a :func:`summarize_jobs` summary has ended."""
-    return all(JobState.parse(s).is_terminal for s in summary["job_states"].values())
+    return all(has_ended(s) for s in summary["job_states"].values())
 
 
 def progress_line(summary: Mapping[str, Any]) -> str:
-    """One log line per poll: files done of total, bytes, throughput."""
+    """One short line, whatever the number of jobs: jobs per state, files finished of
+    those counted, failed files, bytes and throughput."""
+    jobs = Counter(str(s or "UNKNOWN") for s in summary["job_states"].values())
+    by_state = ", ".join(f"{n} {state}" for state, n in sorted(jobs.items()))
     states = summary["file_states"]
-    done = sum(n for state, n in states.items() if FileState.parse(state).is_terminal)
+    finished = states.get(FileState.FINISHED, 0)
+    failed = sum(states.get(s, 0) for s in FAILED_FILE_STATES)
+    uncounted = summary.get("uncounted_jobs") or 0
+    not_counted = f" ({uncounted} running jobs not counted yet)" if uncounted else ""
     throughput = summary["throughput_mib_s"]
     rate = f", {throughput} MiB/s" if throughput is not None else ""
-    jobs = ", ".join(f"{j[:8]} {s}" for j, s in summary["job_states"].items())
     return (
-        f"FTS: {done}/{summary['files']} files done ({summary['bytes']} bytes{rate}); "
-        f"{len(summary['failed_files'])} failed; jobs: {jobs}"
+        f"FTS: {len(summary['job_states'])} jobs ({by_state}); "
+        f"{finished} of {summary['files']} files finished, {failed} failed{not_counted}; "
+        f"{summary['bytes']} bytes{rate}"
     )
+
+
+class ProgressLog:
+    """Says a progress line when it changed since the last one, or after ``heartbeat``
+    seconds without a change, so a long wait logs neither every poll nor nothing.
+
+    :param say: Logs one line, e.g. a logger's ``info``.
+    :param heartbeat: Seconds after which an unchanged line is said again.
+    """
+
+    def __init__(self, say: Callable[[str], Any], heartbeat: float = 300.0) -> None:
+        self.say = say
+        self.heartbeat = heartbeat
+        self._last: tuple[str, float] | None = None
+
+    def __call__(self, summary: Mapping[str, Any]) -> None:
+        line, now = progress_line(summary), time.monotonic()
+        if self._last is None or self._last[0] != line or now - self._last[1] >= self.heartbeat:
+            self.say(line)
+            self._last = (line, now)
 
 
 def stored_url_key(url: str) -> str:

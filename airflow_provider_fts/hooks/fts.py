@@ -18,15 +18,15 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
 from airflow_provider_fts.client.connection import FTSConnectionSettings
-from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
 from airflow_provider_fts.client.oidc import on_new_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
     from airflow_provider_fts.client.poller import JobPoller
+    from airflow_provider_fts.client.states import Tally
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
     from airflow_provider_fts.client.submission import Transfer
 
@@ -257,21 +257,23 @@ class FTSHook(BaseHook):
     # (kept apart from the client-delegating methods above; the trigger reads the same
     # records through the shared async poller and summarizes them the same way)
 
-    def get_summary(self, job_ids: Sequence[str]) -> dict[str, Any]:
-        """The current summary of the jobs, in one request per 100 jobs.
+    def get_summary(self, job_ids: Sequence[str], *, tally: Tally | None = None) -> dict[str, Any]:
+        """The jobs' summary now, from one poll round: their records (one request per 100
+        jobs), and the files of the jobs that ended, with the fields their end needs.
 
         Jobs FTS already purged to its archive are read from there: a lost job is not a
         failure. A job in neither place raises its error (``NotFound``).
 
         :param job_ids: The FTS job ids.
+        :param tally: What earlier rounds of this wait learnt (pass the same one to every
+            call): then only the jobs not ended are asked for, and each ended job's files
+            are read once; running jobs' file states are sampled every few minutes.
         """
-        from airflow_provider_fts.client.states import summarize_jobs
+        from airflow_provider_fts.client.states import Tally
 
-        records = self.get_jobs_or_archived(list(job_ids), files=True)
-        for record in records:
-            if is_job_error_entry(record):
-                raise error_from_job_entry(record)
-        return summarize_jobs(records)
+        tally = Tally(job_ids) if tally is None else tally
+        self.get_conn().poll(tally)
+        return tally.summary()
 
     def wait_for_jobs(
         self,
@@ -282,6 +284,10 @@ class FTSHook(BaseHook):
     ) -> dict[str, Any]:
         """Poll until every job has ended; return the final summary (blocking).
 
+        Each round asks only for the jobs not ended yet, without files; a job's files are
+        read once, when it ends; running jobs' file states every few minutes, for progress
+        (see :class:`~airflow_provider_fts.client.states.Tally`).
+
         :param job_ids: The FTS job ids.
         :param poll_interval: Seconds between polls.
         :param timeout: Longest wait in seconds (None: no limit); then ``TimeoutError``,
@@ -290,18 +296,38 @@ class FTSHook(BaseHook):
         """
         import time
 
-        from airflow_provider_fts.client.states import all_terminal
+        from airflow_provider_fts.client.states import Tally
 
         deadline = None if timeout is None else time.monotonic() + timeout
+        tally = Tally(job_ids)
         while True:
-            summary = self.get_summary(job_ids)
+            summary = self.get_summary(job_ids, tally=tally)
             if on_poll is not None:
                 on_poll(summary)
-            if all_terminal(summary):
+            if tally.ended:
                 return summary
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"FTS jobs {list(job_ids)} still running after {timeout} s")
             time.sleep(poll_interval)
+
+    def iter_files(
+        self,
+        job_ids: Sequence[str],
+        *,
+        states: Iterable[str] | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Iterator[dict]:
+        """The file records of a task's jobs (e.g. the ids in its ``fts_job_id`` XCom),
+        streamed a few jobs per request, each with its ``job_id``; a million files never
+        sit in memory at once. ``states=FAILED_FILE_STATES`` lists the failed ones; write
+        them out with :func:`~airflow_provider_fts.client.file_report.write_files`.
+
+        :param job_ids: The FTS job ids.
+        :param states: Only files in these states; None: every file.
+        :param fields: The file fields (default: the summary's).
+        """
+        extra = {} if fields is None else {"fields": fields}
+        return self.get_conn().iter_files(job_ids, states=states, **extra)
 
 
 def _checked(conn: Any, extra: Mapping[str, Any]) -> FTSConnectionSettings:

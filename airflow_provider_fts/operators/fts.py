@@ -28,12 +28,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
+    ENDED_FILE_FIELDS,
     FileState,
     JobState,
+    ProgressLog,
     all_terminal,
-    progress_line,
+    failed_files,
+    has_ended,
     stored_url_key,
-    summarize_jobs,
+    with_failures,
 )
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
@@ -78,13 +81,15 @@ class Chunk:
 class EarlierJobs:
     """What the jobs of earlier tries of one chunk say, oldest first.
 
-    :param records: The job records, with their files (summary fields).
+    :param records: The job records; the files (:data:`ENDED_FILE_FIELDS`) only of jobs
+        that ended other than FINISHED (a FINISHED job is always its chunk's latest, and
+        reused, so its files never matter here).
     """
 
     def __init__(self, records: list[dict]) -> None:
         self.records = records
         self.latest = records[-1] if records else None
-        failed = [f for r in records for f in summarize_jobs([r])["failed_files"]]
+        failed = [f for r in records for f in failed_files(r)]
         self.finished = {
             stored_url_key(f["dest_surl"])
             for r in records
@@ -303,7 +308,19 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         if not expected:
             return {}
         found: dict[int, list[dict]] = {}
-        lookup = self.hook.get_jobs_or_archived(list(expected), files=True)
+        lookup = self.hook.get_jobs_or_archived(list(expected))
+        unfinished = [
+            r["job_id"]
+            for r in lookup
+            if not is_job_error_entry(r)
+            and "files" not in r  # an archived record has them all
+            and has_ended(r["job_state"])
+            and r["job_state"] != JobState.FINISHED
+        ]
+        if unfinished:
+            with_files = self.hook.get_jobs_or_archived(unfinished, file_fields=ENDED_FILE_FIELDS)
+            by_id = {r["job_id"]: r for r in with_files}
+            lookup = [by_id.get(r["job_id"], r) for r in lookup]
         for record in lookup:
             if not is_job_error_entry(record):
                 found.setdefault(expected[record["job_id"]], []).append(record)
@@ -332,14 +349,14 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         else:
             try:
                 summary = self.hook.wait_for_jobs(
-                    job_ids, self.poll_interval, self.wait_timeout, on_poll=self._log_progress
+                    job_ids,
+                    self.poll_interval,
+                    self.wait_timeout,
+                    on_poll=ProgressLog(self.log.info),
                 )
             except TimeoutError:
                 raise AirflowFailException(timeout_message(job_ids)) from None
         self._publish(summary, earlier, job_ids, context)
-
-    def _log_progress(self, summary: dict[str, Any]) -> None:
-        self.log.info("%s", progress_line(summary))
 
     def _publish(
         self,
@@ -367,11 +384,4 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
 
 def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:
     """The summary, plus files earlier tries' jobs failed for good (they are not resent)."""
-    states = dict(summary["file_states"])
-    states[FileState.FAILED.value] = states.get(FileState.FAILED.value, 0) + len(lost)
-    return {
-        **summary,
-        "files": summary["files"] + len(lost),
-        "file_states": dict(sorted(states.items())),
-        "failed_files": lost + summary["failed_files"],
-    }
+    return with_failures(summary, lost)

@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.client.states import all_terminal, progress_line
+from airflow_provider_fts.client.states import ProgressLog, Tally, all_terminal
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import JOB_URL_KEY, FTSJobLink
 from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
@@ -104,12 +104,21 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         self._ti = context["ti"]
-        summary = self.hook.get_summary(job_id_list(self.job_id))
-        self.log.info("%s", progress_line(summary))
+        summary = self.hook.get_summary(job_id_list(self.job_id), tally=self._tally)
+        self._log_progress(summary)
         if not all_terminal(summary):
             return PokeReturnValue(is_done=False)
         self._publish(summary, context)
         return PokeReturnValue(is_done=True, xcom_value=summary)
+
+    @cached_property
+    def _log_progress(self) -> ProgressLog:
+        return ProgressLog(self.log.info)  # kept across pokes of one process
+
+    @cached_property
+    def _tally(self) -> Tally:
+        """What earlier pokes of this process learnt: ended jobs' files are read once."""
+        return Tally(job_id_list(self.job_id))
 
     def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
         publish_outcome(

@@ -3,7 +3,8 @@
 The trigger only reads: it may be restarted or run twice, so it never submits. All
 triggers of one triggerer that watch jobs on the same endpoint with the same credential
 share one :class:`~airflow_provider_fts.client.poller.JobPoller`, which asks for up to 100
-jobs per request. The event carries :func:`~airflow_provider_fts.client.states.summarize_jobs`;
+jobs per request. The event carries the jobs' summary (bounded, see
+:func:`~airflow_provider_fts.client.states.summarize_jobs`);
 the verdict on it is :mod:`airflow_provider_fts.verdict`, shared with the worker's wait.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_fts.client.states import progress_line, summarize_jobs
+from airflow_provider_fts.client.states import ProgressLog, progress_line
 from airflow_provider_fts.config import resume_guard_seconds
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.verdict import kill_cancels, task_state, timeout_message
@@ -87,15 +88,16 @@ class FTSJobTrigger(BaseTrigger):
             poller = await FTSHook(self.fts_conn_id).aget_poller()
             left = None if self.end_time is None else max(0.0, self.end_time - time.time())
             async with asyncio.timeout(left):
-                records = await poller.wait(
-                    self.job_ids, interval=self.poll_interval, on_poll=self._log_progress
+                summary = await poller.wait(
+                    self.job_ids,
+                    interval=self.poll_interval,
+                    on_poll=ProgressLog(self.log.info),
                 )
         except TimeoutError:
             event |= {"status": "timeout", "message": timeout_message(self.job_ids)}
         except Exception as error:
             event |= {"status": "error", "message": f"{type(error).__name__}: {error}"}
         else:
-            summary = summarize_jobs(records)
             event |= {"status": "done", "summary": summary, "message": progress_line(summary)}
             await self._hold_until_not_before()
         yield TriggerEvent(event)
@@ -107,9 +109,6 @@ class FTSJobTrigger(BaseTrigger):
         wait = 0.0 if self.not_before is None else self.not_before - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
-
-    def _log_progress(self, records: list[dict]) -> None:
-        self.log.info("%s", progress_line(summarize_jobs(records)))
 
     async def on_kill(self) -> None:
         """Cancel the jobs if the task was marked failed; a clear or a mark-success keeps them.

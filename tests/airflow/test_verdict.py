@@ -170,6 +170,8 @@ def test_both_kinds_left_only_non_recoverable_fails_without_retry():
         "files": 2,
         "file_states": {"FAILED": 1, "FINISHED": 1},
         "failed_files": [carried],
+        "failed_count": 1,
+        "recoverable_count": 0,
     }
 
     with pytest.raises(AirflowFailException, match="d/f: EACCES"):

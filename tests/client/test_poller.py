@@ -55,15 +55,15 @@ async def test_each_waiter_hears_of_its_own_jobs_in_its_own_task(new_poller, sub
         CALLER.set(name)
         me = asyncio.current_task()
 
-        def on_poll(records: list[dict]) -> None:
-            ids = [record["job_id"] for record in records]
+        def on_poll(summary: dict) -> None:
+            ids = list(summary["job_ids"])
             heard.append((name, CALLER.get(), asyncio.current_task() is me, ids))
 
         return await poller.wait([jobs[name]], interval=0.1, on_poll=on_poll)
 
     done = await asyncio.gather(wait_as("a"), wait_as("b"))
 
-    assert [[r["job_state"] for r in records] for records in done] == [["FINISHED"]] * 2
+    assert [list(summary["job_states"].values()) for summary in done] == [["FINISHED"]] * 2
     assert {name for name, *_ in heard} == {"a", "b"}
     for name, caller, own_task, ids in heard:
         assert (caller, own_task, ids) == (name, True, [jobs[name]])

@@ -192,3 +192,14 @@ def test_a_certificate_failure_deep_in_a_library_error_names_the_ca_and_the_fix(
 def test_the_trust_in_use_is_described() -> None:
     assert sending.describe_trust(Trust()).startswith("the system CA store")
     assert sending.describe_trust(Trust(ca_file="/b.pem")) == "the CA file /b.pem (ca_file)"
+
+
+def test_an_ended_job_whose_files_were_lost_to_a_passing_fault_is_not_handed_over() -> None:
+    running = {"job_id": "a", "job_state": "ACTIVE"}
+    ended = {"job_id": "b", "job_state": "FAILED"}
+    answers = {"/jobs/a,b,": [running, ended], "/jobs/b,": TryAgain(503, "busy")}
+    added: list[dict] = []
+
+    errors, sent = play(protocol.job_round(["a", "b"], [], added.append), answers)
+
+    assert (added, errors, sent) == ([running], {}, ["/jobs/a,b,", "/jobs/b,"])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 from airflow_provider_fts.client.states import (
+    ProgressLog,
     all_terminal,
     progress_line,
     stored_url_key,
     summarize_jobs,
+    with_failures,
 )
 from tests.recorded import RECORDED
 
@@ -97,5 +99,108 @@ def test_progress_line_and_all_terminal_read_a_summary():
     summary = summarize_jobs([job])
 
     assert not all_terminal(summary)
-    assert progress_line(summary).startswith("FTS: 1/2 files done (10 bytes")
+    # a running job's files are a progress sample: states counted, bytes once it ended
+    assert (
+        progress_line(summary) == "FTS: 1 jobs (1 ACTIVE); 1 of 2 files finished, 0 failed; 0 bytes"
+    )
     assert all_terminal(summarize_jobs([{**job, "job_state": "FINISHED"}]))
+
+
+def test_failed_files_are_not_counted_as_done():
+    job = {"job_id": "j", "job_state": "FAILED", "files": [file_record("FAILED")] * 3}
+
+    line = progress_line(summarize_jobs([job]))
+
+    assert "0 of 3 files finished, 3 failed" in line
+
+
+def test_a_progress_line_counts_jobs_per_state_whatever_their_number():
+    jobs = [{"job_id": f"job-{n:05}", "job_state": "ACTIVE"} for n in range(5000)]
+    jobs += [{"job_id": f"done-{n:05}", "job_state": "FINISHED", "files": []} for n in range(5)]
+
+    line = progress_line(summarize_jobs(jobs))
+
+    assert line.startswith("FTS: 5005 jobs (5000 ACTIVE, 5 FINISHED); 0 of 0 files finished")
+    assert "(5000 running jobs not counted yet)" in line
+    assert len(line) < 200
+
+
+def test_a_progress_log_says_a_line_only_when_it_changed_or_as_a_heartbeat():
+    lines: list[str] = []
+    log = ProgressLog(lines.append, heartbeat=3600)
+    running = summarize_jobs([{"job_id": "j", "job_state": "ACTIVE"}])
+    done = summarize_jobs([{"job_id": "j", "job_state": "FINISHED", "files": []}])
+
+    for summary in (running, running, running, done, done):
+        log(summary)
+    ProgressLog(lines.append, heartbeat=0)(running)
+
+    assert lines == [progress_line(running), progress_line(done), progress_line(running)]
+
+
+def test_a_summary_of_ten_thousand_files_with_9950_failures_stays_small():
+    reasons = [f"TRANSFER [{n}] error number {n}" for n in range(30)]
+    jobs = [
+        {
+            "job_id": f"{n:08}-0000-0000-0000-000000000000",
+            "job_state": "FINISHEDDIRTY" if n == 0 else "FAILED",
+            "files": [
+                file_record(
+                    "FINISHED" if n == 0 and i < 50 else "FAILED",
+                    file_id=n * 200 + i,
+                    source_surl=f"davs://source.example.org:443/data/run/{n}/file-{i}.root",
+                    dest_surl=f"davs://destination.example.org:443/data/run/{n}/file-{i}.root",
+                    reason=reasons[i % 30] + " x" * 400,
+                    recoverable=i % 2,
+                    filesize=100,
+                    tx_duration=1,
+                )
+                for i in range(200)
+            ],
+        }
+        for n in range(50)
+    ]
+
+    summary = summarize_jobs(jobs)
+
+    assert len(json.dumps(summary)) < 64 * 1024
+    assert summary["files"] == 10_000
+    assert summary["file_states"] == {"FAILED": 9950, "FINISHED": 50}
+    assert (summary["failed_count"], summary["recoverable_count"]) == (9950, 4975)
+    assert (summary["bytes"], summary["throughput_mib_s"]) == (5000, round(5000 / 50 / 2**20, 3))
+    assert len(summary["failed_files"]) <= 50
+    groups = summary["failure_reasons"]
+    assert len(groups) == 21 and groups[-1]["reason"] == "(other reasons)"
+    assert sum(g["files"] for g in groups) == 9950
+    assert sum(g["recoverable"] for g in groups) == 4975
+    assert len(progress_line(summary)) < 200
+
+
+def test_more_failures_join_a_summary_under_the_same_caps():
+    job = {"job_id": "j", "job_state": "FAILED", "files": [file_record("FAILED", reason="A")]}
+    lost = [
+        {
+            "job_id": "old",
+            "file_id": n,
+            "source": "s",
+            "destination": f"d{n}",
+            "state": "FAILED",
+            "reason": "B",
+            "recoverable": False,
+        }
+        for n in range(100)
+    ]
+
+    summary = with_failures(summarize_jobs([job]), lost)
+
+    assert (summary["files"], summary["failed_count"], summary["recoverable_count"]) == (
+        101,
+        101,
+        0,
+    )
+    assert summary["file_states"] == {"FAILED": 101}
+    assert len(summary["failed_files"]) == 50
+    assert summary["failure_reasons"] == [
+        {"reason": "B", "files": 100, "recoverable": 0},
+        {"reason": "A", "files": 1, "recoverable": 0},
+    ]

@@ -353,9 +353,9 @@ async def test_poller_read_timeout_is_asked_again(fts_emulator, fts_pki):
     poller = JobPoller(fts_emulator.url, ssl_context=context, timeout=READ_TIMEOUT)
     fts_emulator.faults.slow(SLOWER_THAN_TIMEOUT, count=1, route="GET /jobs/{id}")
 
-    (record,) = await poller.wait([job_id], interval=0.1)
+    summary = await poller.wait([job_id], interval=0.1)
 
-    assert record["job_state"] == "FINISHED"
+    assert summary["job_states"] == {job_id: "FINISHED"}
     assert fts_emulator.requests["GET /jobs/{id}"] >= 2
 
 

@@ -18,6 +18,7 @@ import pytest
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.server import FTSEmulator
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
+from tests.targets import job_reads, record_targets
 from tests.tasks import trigger_events
 
 JOBS = 1000
@@ -116,6 +117,7 @@ def test_a_thousand_jobs_each_end_once_with_every_file_reported(busy_emulator):
     submitted = submit_all(hook)
     submit_seconds = time.monotonic() - started
     busy_emulator.reset_counts()
+    seen = record_targets(busy_emulator)
 
     events, rounds = asyncio.run(asyncio.wait_for(wait_all(hook, submitted), TIME_LIMIT))
     elapsed = time.monotonic() - started
@@ -144,5 +146,9 @@ def test_a_thousand_jobs_each_end_once_with_every_file_reported(busy_emulator):
         assert sum(f["recoverable"] for f in summary["failed_files"]) == expected["recoverable"]
         failed_file_ids.update(f["file_id"] for f in summary["failed_files"])
     assert set(failed_file_ids.values()) == {1}
-    assert polls <= rounds * -(-JOBS // 100)  # never more than one request per 100 jobs
+    reads = job_reads(seen)
+    records = [ids for ids, files in reads if files is None]
+    assert len(records) <= rounds * -(-JOBS // 100)  # never more than one request per 100 jobs
+    with_files = Counter(i for ids, files in reads if files for i in ids)
+    assert set(with_files) == set(submitted) and set(with_files.values()) == {1}  # once each
     assert elapsed < TIME_LIMIT

@@ -58,15 +58,16 @@ def test_the_poller_renews_an_ignored_token_once_in_the_loop(oidc_connection, to
     token_emulator.reset_counts()
     idp.reset_counts()
 
-    async def wait() -> list[dict]:
+    async def wait() -> dict:
         poller = await FTSHook().aget_poller()
         return await poller.wait([job_id], interval=30)  # a second round would time out
 
-    records = asyncio.run(asyncio.wait_for(wait(), timeout=20))
+    summary = asyncio.run(asyncio.wait_for(wait(), timeout=20))
 
-    assert records[0]["job_id"] == job_id
+    assert summary["job_states"] == {job_id: "FINISHED"}
     assert idp.token_requests() == 1  # renewed once
-    assert token_emulator.requests["GET /jobs/{id}"] == 2  # ignored (500), then answered
+    # ignored (500), then answered; then the ended job's files, once
+    assert token_emulator.requests["GET /jobs/{id}"] == 3
 
 
 @pytest.mark.parametrize("name", ["example_fts_replication", "example_fts_bulk_copy"])
