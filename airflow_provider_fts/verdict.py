@@ -15,12 +15,14 @@ The summary itself is :func:`~airflow_provider_fts.client.states.summarize_jobs`
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.client.states import FileState, JobState, progress_line
 from airflow_provider_fts.links.fts import SUMMARY_KEY
 
@@ -38,6 +40,34 @@ class FTSRecoverableFailure(AirflowException):
     task, and the next try resubmits only the files no job finished."""
 
 
+def final_on_bad_input(method: Callable) -> Callable:
+    """Make input that can never succeed a final failure to Airflow: no retry is spent on it.
+
+    An :class:`~airflow_provider_fts.client.errors.FTSValidationError` (a typo in a job
+    parameter, a ``file://`` URL, a ``None`` job id, a proxy together with a token: every
+    credential error is one too) is re-raised as the same error that is also an
+    ``AirflowFailException``, with its message and traceback.
+    """
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except FTSValidationError as error:
+            if isinstance(error, AirflowFailException):
+                raise
+            final = _final(type(error))(error.field, error.problem, error.fix)
+            raise final.with_traceback(error.__traceback__) from None
+
+    return checked
+
+
+@functools.cache
+def _final(cls: type[FTSValidationError]) -> type[FTSValidationError]:
+    """``cls`` that is also an ``AirflowFailException``, under the same name."""
+    return type(cls.__name__, (cls, AirflowFailException), {"__module__": cls.__module__})
+
+
 def timeout_message(job_ids: list[str]) -> str:
     return f"FTS jobs {job_ids} still running at the deadline; they were left running."
 
@@ -52,15 +82,45 @@ def log_failures(summary: Mapping[str, Any], log: Any) -> None:
             entry["destination"],
             entry["state"],
             entry["reason"] or "no reason given",
-            "recoverable" if entry["recoverable"] else "not recoverable",
+            _recoverability(entry),
         )
     if len(failed) > _FAILED_FILES_LOGGED:
         log.error("... and %d more failed files", len(failed) - _FAILED_FILES_LOGGED)
 
 
+def is_recoverable(entry: Mapping[str, Any]) -> bool:
+    """Whether a failed file is worth trying again: FTS said recoverable, or said nothing.
+
+    ``recoverable`` is ``None`` when the server left it empty (older servers, some failure
+    paths, e.g. ``TRANSFER [110] Connection timed out``). Unknown counts as recoverable:
+    the task's ``retries`` bound what trying again costs, while a permanent verdict on a
+    passing fault would fail a transfer that the next try can make.
+    """
+    return entry["recoverable"] is None or bool(entry["recoverable"])
+
+
+def _recoverability(entry: Mapping[str, Any]) -> str:
+    if entry["recoverable"] is None:
+        return "recoverable unknown, counted as recoverable"
+    return "recoverable" if entry["recoverable"] else "not recoverable"
+
+
 def is_resendable(entry: Mapping[str, Any]) -> bool:
     """A failed file a new job may send again: FAILED and recoverable, or CANCELED."""
-    return entry["state"] == FileState.CANCELED or bool(entry["recoverable"])
+    return entry["state"] == FileState.CANCELED or is_recoverable(entry)
+
+
+def resends_lost_files(ti: Any, retries: int) -> bool:
+    """Whether this try sends again the files earlier tries' jobs failed for good.
+
+    Only a user's clear does (the user fixed something); an automatic retry never does.
+    Airflow tells which: a clear gives the task a fresh budget of ``retries`` (it sets
+    ``max_tries`` to the cleared try plus ``retries``), so the first try of a budget is
+    ``max_tries - retries + 1`` (the first try of a run is one too, with no earlier jobs).
+    Without ``max_tries`` nothing is resent.
+    """
+    max_tries = getattr(ti, "max_tries", None)
+    return isinstance(max_tries, int) and ti.try_number == max_tries - (retries or 0) + 1
 
 
 def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, can_resubmit: bool) -> None:
@@ -85,7 +145,7 @@ def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, can_resubm
         )
     if allow_partial and summary["file_states"].get(FileState.FINISHED):
         return
-    recoverable = [f for f in failed if f["state"] == FileState.FAILED and f["recoverable"]]
+    recoverable = [f for f in failed if f["state"] == FileState.FAILED and is_recoverable(f)]
     if can_resubmit and recoverable:
         raise FTSRecoverableFailure(
             f"FTS jobs ended {ended}: {counts}; {len(recoverable)} recoverable, resubmitted "

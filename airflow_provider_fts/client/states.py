@@ -155,7 +155,7 @@ def _failed_file(job: Mapping[str, Any], record: Mapping[str, Any], state: str) 
         "destination": record.get("dest_surl"),
         "state": state,
         "reason": record.get("reason") or "",
-        "recoverable": bool(recoverable),
+        "recoverable": None if recoverable is None else bool(recoverable),  # None: unknown
     }
 
 

@@ -41,8 +41,10 @@ from airflow_provider_fts.links.fts import JOB_ID_KEY, JOB_URL_KEY, FTSJobLink
 from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
 from airflow_provider_fts.verdict import (
     cancel_if_marked_failed,
+    final_on_bad_input,
     is_resendable,
     publish_outcome,
+    resends_lost_files,
     summary_of_event,
     timeout_message,
 )
@@ -96,6 +98,11 @@ class EarlierJobs:
         self.lost = _unique(
             f for f in lost if stored_url_key(f["destination"]) in self.not_resendable
         )
+
+    def forgive(self) -> None:
+        """Resend what failed for good: a user cleared the task after fixing something."""
+        self.not_resendable = set()
+        self.lost = []
 
 
 def _unique(entries: Any) -> list[dict]:
@@ -182,10 +189,11 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
     def hook(self) -> FTSHook:
         return FTSHook(self.fts_conn_id)
 
+    @final_on_bad_input
     def execute(self, context: Context) -> str | list[str]:
         self._ti = context["ti"]
         chunks = self._chunks()
-        earlier = self._earlier_jobs(chunks, context)
+        earlier = self._after_a_clear(self._earlier_jobs(chunks, context), context)
         job_ids = self._submit_or_resume(chunks, earlier, context)
         self._job_ids = job_ids
         result = job_ids[0] if len(job_ids) == 1 else job_ids
@@ -197,11 +205,13 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
             self._wait(job_ids, earlier, context)
         return result
 
+    @final_on_bad_input
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         prepare_lineage(self, (event or {}).get("job_ids") or [])
         summary = summary_of_event(event, self.log)
         ids = event["job_ids"]
-        earlier = self._earlier_jobs(self._chunks(), context)  # the same facts as execute
+        # the same facts as execute
+        earlier = self._after_a_clear(self._earlier_jobs(self._chunks(), context), context)
         self._publish(summary, earlier, ids, context)
         return ids[0] if len(ids) == 1 else ids
 
@@ -308,6 +318,15 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
             if not is_job_error_entry(record):
                 found.setdefault(expected[record["job_id"]], []).append(record)
         return {index: EarlierJobs(records) for index, records in found.items()}
+
+    def _after_a_clear(
+        self, earlier: dict[int, EarlierJobs], context: Context
+    ) -> dict[int, EarlierJobs]:
+        """``earlier``, with what failed for good resendable if a user cleared the task."""
+        if resends_lost_files(context["ti"], self.retries):
+            for jobs in earlier.values():
+                jobs.forgive()
+        return earlier
 
     # -- waiting and the verdict -----------------------------------------------------------
 

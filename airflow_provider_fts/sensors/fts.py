@@ -19,6 +19,7 @@ from airflow_provider_fts.links.fts import JOB_URL_KEY, FTSJobLink
 from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
 from airflow_provider_fts.verdict import (
     cancel_if_marked_failed,
+    final_on_bad_input,
     publish_outcome,
     summary_of_event,
 )
@@ -118,6 +119,7 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
         add_replica_events(self, context, summary["job_ids"])
         return summary
 
+    @final_on_bad_input
     def execute(self, context: Context) -> Any:
         ids = job_id_list(self.job_id)  # a bad id fails before any request
         self._push_url(context, ids)
@@ -144,6 +146,7 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
         """The first job's monitoring URL, for the "FTS job" link (no request is made)."""
         context["ti"].xcom_push(key=JOB_URL_KEY, value=self.hook.job_url(ids[0]))
 
+    @final_on_bad_input
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
         summary = summary_of_event(event, self.log, on_timeout=AirflowSensorTimeout)
         prepare_lineage(self, job_id_list(self.job_id))

@@ -309,3 +309,55 @@ def test_a_job_our_earlier_try_canceled_is_resubmitted_not_failed(hook):
     assert second != first
     assert len(destinations(hook, second)) == 2  # nothing had finished: both resent
     hook.cancel_job(second)
+
+
+# -- a recoverable flag the server left empty --------------------------------------------
+
+
+def test_a_failure_of_unknown_recoverability_is_retried_by_the_operator_not_the_sensor():
+    """``recoverable: None`` (older servers): the task's retries bound the cost of trying."""
+    from airflow_provider_fts.client.states import summarize_jobs
+
+    timed_out = {
+        "file_state": "FAILED",
+        "source_surl": "s/f",
+        "dest_surl": "d/f",
+        "reason": "TRANSFER [110] Connection timed out",
+        "recoverable": None,
+    }
+    summary = summarize_jobs([{"job_id": "j1", "job_state": "FAILED", "files": [timed_out]}])
+
+    assert summary["failed_files"][0]["recoverable"] is None
+    with pytest.raises(FTSRecoverableFailure, match="1 recoverable"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+    with pytest.raises(AirflowFailException):
+        check_outcome(summary, allow_partial=False, can_resubmit=False)
+
+
+# -- a user's clear after a final failure resends; an automatic retry never does ---------
+
+
+@pytest.mark.parametrize(
+    ("max_tries", "resent"),
+    [(1, False), (2, True)],  # retries=1: an automatic retry; a clear (1 + retries)
+    ids=["automatic-retry", "cleared"],
+)
+def test_a_clear_after_a_final_failure_resends_what_failed_for_good(
+    hook, fts_emulator, max_tries, resent
+):
+    operator = waiting(pairs(f"fix-{max_tries}", OK, FATAL), retries=1)
+    error, _ = run(operator, 1, f"fix-{max_tries}", max_tries=1)
+    assert isinstance(error, AirflowFailException)
+    first = operator._job_ids[0]
+    fts_emulator.reset_counts()
+
+    error, _ = run(operator, 2, f"fix-{max_tries}", max_tries=max_tries)
+
+    assert fts_emulator.requests["POST /jobs"] == int(resent)
+    if resent:
+        (second,) = operator._job_ids
+        assert destinations(hook, second) == [FATAL[1].format(run=f"fix-{max_tries}")]
+        assert "not retried" in str(error)  # its new failure, not the earlier one twice
+        assert str(error).count("transfer_errno=13") == 1
+    else:
+        assert operator._job_ids == [first]
