@@ -184,6 +184,7 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self._job_ids: list[str] = []
         self._ti: Any = None
+        self._canceled_here: list[str] = []  # jobs on_kill canceled: the task was marked failed
 
     @cached_property
     def hook(self) -> FTSHook:
@@ -216,8 +217,10 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         return ids[0] if len(ids) == 1 else ids
 
     def on_kill(self) -> None:
-        if self.cancel_on_kill:
-            cancel_if_marked_failed(self._ti, self._job_ids, self.hook.cancel_jobs, self.log)
+        if self.cancel_on_kill and cancel_if_marked_failed(
+            self._ti, self._job_ids, self.hook.cancel_jobs, self.log
+        ):
+            self._canceled_here = list(self._job_ids)
 
     # -- planning --------------------------------------------------------------------
 
@@ -377,7 +380,12 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         if lost:
             summary = with_earlier_failures(summary, lost)
         publish_outcome(
-            summary, context, allow_partial=self.allow_partial, can_resubmit=True, log=self.log
+            summary,
+            context,
+            allow_partial=self.allow_partial,
+            can_resubmit=True,
+            log=self.log,
+            canceled_here=self._canceled_here,
         )
         # Files an earlier try's job finished are replicas too: announce them with this try's.
         earlier_ids = [r["job_id"] for jobs in earlier.values() for r in jobs.records]

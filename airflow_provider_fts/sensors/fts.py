@@ -98,6 +98,7 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self._ti: Any = None
+        self._canceled_here: list[str] = []  # jobs on_kill canceled: the task was marked failed
 
     @cached_property
     def hook(self) -> FTSHook:
@@ -114,7 +115,12 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
 
     def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
         publish_outcome(
-            summary, context, allow_partial=self.allow_partial, can_resubmit=False, log=self.log
+            summary,
+            context,
+            allow_partial=self.allow_partial,
+            can_resubmit=False,
+            log=self.log,
+            canceled_here=self._canceled_here,
         )
         add_replica_events(self, context, summary["job_ids"])
         return summary
@@ -156,4 +162,5 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
         """The worker side of a user action: cancel only if the task is now ``failed``."""
         if self.cancel_on_kill:
             ids = job_id_list(self.job_id)
-            cancel_if_marked_failed(self._ti, ids, self.hook.cancel_jobs, self.log)
+            if cancel_if_marked_failed(self._ti, ids, self.hook.cancel_jobs, self.log):
+                self._canceled_here = ids

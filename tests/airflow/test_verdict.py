@@ -4,6 +4,7 @@ never retries, and what a user action does to the job. Against the emulator over
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
@@ -361,3 +362,79 @@ def test_a_clear_after_a_final_failure_resends_what_failed_for_good(
         assert str(error).count("transfer_errno=13") == 1
     else:
         assert operator._job_ids == [first]
+
+
+# -- what the failure message says -----------------------------------------------------
+
+
+def test_a_failure_of_an_earlier_tries_job_is_named_with_that_job():
+    carried = {
+        "job_id": "j1-earlier",
+        "destination": "d/f",
+        "state": "FAILED",
+        "reason": "EACCES",
+        "recoverable": False,
+    }
+    summary = {
+        "job_states": {"j2": "FINISHED"},
+        "files": 2,
+        "file_states": {"FAILED": 1, "FINISHED": 1},
+        "failed_files": [carried],
+    }
+
+    with pytest.raises(AirflowFailException) as error:
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+
+    assert "1 of them failed for good in earlier tries' jobs j1-earlier" in str(error.value)
+    assert "d/f: EACCES (job j1-earlier)" in str(error.value)
+
+
+def test_jobs_canceled_by_a_mark_failed_are_not_said_to_be_canceled_outside():
+    summary = {
+        "job_states": {"j1": "CANCELED"},
+        "files": 1,
+        "file_states": {"CANCELED": 1},
+        "failed_files": [
+            {"job_id": "j1", "destination": "d/f", "state": "CANCELED", "reason": "",
+             "recoverable": None}
+        ],
+    }  # fmt: skip
+
+    with pytest.raises(AirflowFailException, match="canceled by this task: a user marked"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True, canceled_here=["j1"])
+    with pytest.raises(AirflowFailException, match="canceled outside this task"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+
+
+def test_a_worker_mode_task_marked_failed_says_its_own_on_kill_canceled(hook):
+    operator = waiting(pairs("own-cancel", STAGED), job_params=STAGING)
+    ti = TaskTry(1, run_id="own-cancel", state="failed")
+    operator._ti = ti
+    operator._job_ids = [hook.submit_job(pairs("own-cancel", STAGED), **STAGING)]
+    operator.on_kill()  # the SIGTERM handler, while the main thread waits
+    wait_terminal(hook, operator._job_ids[0])
+
+    summary = hook.get_summary(operator._job_ids)
+    with pytest.raises(AirflowFailException, match="canceled by this task"):
+        operator._publish(summary, {}, operator._job_ids, {"ti": ti})
+
+
+def test_a_worker_mark_failed_against_a_slow_server_says_so_within_airflows_grace(
+    hook, fts_emulator, capsys
+):
+    """The supervisor sends SIGKILL 5 s after the SIGTERM that runs on_kill."""
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=pairs("slow-kill", STAGED), job_params=STAGING
+    )
+    _, ti = run(operator, 1, "slow-kill")
+    ti.state = "failed"
+    fts_emulator.faults.slow(8, count=1)  # the cancel request
+
+    started = time.monotonic()
+    operator.on_kill()
+    took = time.monotonic() - started
+
+    assert took < 4.5, took
+    assert "did not answer the cancel" in capsys.readouterr().out
+    assert operator._canceled_here == []
+    assert wait_terminal(hook, operator._job_ids[0], timeout=15) == "CANCELED"  # answered late

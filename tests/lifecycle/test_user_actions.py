@@ -6,9 +6,13 @@ A clear never cancels the job (the new try reconnects to it); marking failed can
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from .actions import Run, describe_jobs, jobs_of, wait_jobs
+from .dags.lifecycle_dags import MARKED_AT_ONCE
 
 ACTIVE = {"SUBMITTED", "READY", "ACTIVE", "STAGING", "QUEUED"}
 ENDED = {"FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"}
@@ -76,6 +80,42 @@ def test_marking_a_deferred_sensor_success_leaves_its_job_running(airflow_stack,
     assert not jobs[0]["cancel_job"], f"marking success canceled: {describe_jobs(jobs)}"
     assert jobs[0]["state"] == "FINISHED", describe_jobs(jobs)
     assert run.ti("wait")["state"] == "success"
+
+
+def test_mapped_deferred_sensors_marked_failed_at_once_each_cancel_their_job(
+    airflow_stack, emulator
+):
+    run = Run.trigger(airflow_stack, "lc_mark_mapped")
+    indexes = range(MARKED_AT_ONCE)
+    for index in indexes:
+        run.wait_deferred("wait", map_index=index, timeout=150)
+    wait_jobs(
+        emulator,
+        run,
+        "every job to be active",
+        lambda jobs: len(jobs) == MARKED_AT_ONCE and all(j["state"] in ACTIVE for j in jobs),
+    )
+    together = threading.Barrier(MARKED_AT_ONCE)
+
+    def mark_failed(index: int) -> None:
+        together.wait()
+        run.mark("wait", "failed", map_index=index)
+
+    with ThreadPoolExecutor(MARKED_AT_ONCE) as pool:
+        list(pool.map(mark_failed, indexes))
+
+    jobs = wait_jobs(
+        emulator,
+        run,
+        "every job to end",
+        lambda jobs: all(j["state"] in ENDED for j in jobs),
+        timeout=90,
+    )
+    logs = "\n".join(run.log("wait", 1, map_index=index)[-1500:] for index in indexes)
+    assert [j["state"] for j in jobs] == ["CANCELED"] * MARKED_AT_ONCE, (
+        f"{describe_jobs(jobs)}\n{logs}"
+    )
+    assert [run.ti("wait", index)["state"] for index in indexes] == ["failed"] * MARKED_AT_ONCE
 
 
 def _tail(text: str, lines: int = 30) -> str:
