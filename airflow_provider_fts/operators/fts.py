@@ -123,6 +123,35 @@ def refuse_owned_params(params: dict[str, Any], where: str) -> None:
             )
 
 
+#: The job metadata key under which each job carries the task try that submitted it.
+AIRFLOW_METADATA_KEY = "airflow"
+
+
+def with_airflow_ids(params: dict[str, Any], ti: Any) -> dict[str, Any]:
+    """``params`` whose ``job_metadata`` also names the DAG, run, task, map index and try,
+    so a job in FTS monitoring leads back to its task: merged into the user's dict (a
+    user's string is kept under ``"metadata"``); the user's own ``"airflow"`` key is
+    refused. The size limit (1,024 bytes by default) is checked on the merged metadata."""
+    if ti is None:
+        return params
+    user = params.get("job_metadata")
+    if isinstance(user, dict) and AIRFLOW_METADATA_KEY in user:
+        raise FTSValidationError(
+            f"job_params.job_metadata.{AIRFLOW_METADATA_KEY}",
+            "is set by FTSSubmitOperator: the DAG, run, task, map index and try of the job.",
+            f"Rename your key {AIRFLOW_METADATA_KEY!r}.",
+        )
+    ids = {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": ti.map_index,
+        "try_number": ti.try_number,
+    }
+    own = user if isinstance(user, dict) else {} if user is None else {"metadata": user}
+    return {**params, "job_metadata": {**own, AIRFLOW_METADATA_KEY: ids}}
+
+
 class FTSSubmitOperator(ReplicaLineage, BaseOperator):
     """Submit file transfers to FTS; return the job id (a list when split into several jobs).
 
@@ -210,6 +239,7 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         prepare_lineage(self, (event or {}).get("job_ids") or [])
         summary = summary_of_event(event, self.log)
+        self._ti = context["ti"]
         ids = event["job_ids"]
         # the same facts as execute
         earlier = self._after_a_clear(self._earlier_jobs(self._chunks(), context), context)
@@ -264,7 +294,9 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         size = self.max_files_per_job
         for params, members in groups.values():
             for start in range(0, len(members), size):
-                chunk = Chunk(len(chunks), members[start : start + size], params)
+                chunk = Chunk(
+                    len(chunks), members[start : start + size], with_airflow_ids(params, self._ti)
+                )
                 build_submission(chunk.transfers, **chunk.params)  # every job valid before any
                 chunks.append(chunk)
         return chunks
