@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The schemes of grid storage this provider registers in ``asset-uris``.
-GRID_SCHEMES: dict[str, int | None] = {
+#: Default ports of the storage schemes FTS copies between (dropped from normalised URIs).
+DEFAULT_PORTS: dict[str, int | None] = {
     "davs": 443,
     "https": 443,
     "root": 1094,
@@ -49,6 +49,11 @@ GRID_SCHEMES: dict[str, int | None] = {
     "srm": 8443,
     "s3": None,
 }
+#: The schemes this provider registers in ``asset-uris``: the grid's own. A normaliser
+#: applies to every asset of its scheme in the deployment, so ``https`` and ``s3`` (other
+#: teams' assets, other providers' schemes) are left alone: an ``https`` destination's
+#: asset URI is :func:`asset_uri` of it, which Airflow keeps as given.
+GRID_SCHEMES: tuple[str, ...] = ("davs", "root", "gsiftp", "srm")
 #: Per-file asset events a task adds at most; more collapse into directory events.
 MAX_ASSET_EVENTS = 1000
 #: Per-file OpenLineage datasets per side (inputs, outputs) at most; more become directories.
@@ -77,7 +82,7 @@ def normalize_uri(parts: SplitResult) -> SplitResult:
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     port = parts.port
-    if port is not None and port != GRID_SCHEMES.get(scheme):
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
         host = f"{host}:{port}"
     return parts._replace(scheme=scheme, netloc=host, query="", fragment="")
 
