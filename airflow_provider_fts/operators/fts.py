@@ -17,15 +17,12 @@ between submit and persist, and allow resubmitting only the files that failed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
     FileState,
@@ -37,15 +34,12 @@ from airflow_provider_fts.client.states import (
 )
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.links.fts import JOB_ID_KEY, JOB_URL_KEY, FTSJobLink
-from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
+from airflow_provider_fts.links.fts import JOB_ID_KEY, FTSJobLink
+from airflow_provider_fts.tasks import DEFAULT_DEFERRABLE, FTSTask, check_asset_grain
 from airflow_provider_fts.verdict import (
-    cancel_if_marked_failed,
     final_on_bad_input,
     is_resendable,
-    publish_outcome,
     resends_lost_files,
-    summary_of_event,
     timeout_message,
 )
 
@@ -152,7 +146,7 @@ def with_airflow_ids(params: dict[str, Any], ti: Any) -> dict[str, Any]:
     return {**params, "job_metadata": {**own, AIRFLOW_METADATA_KEY: ids}}
 
 
-class FTSSubmitOperator(ReplicaLineage, BaseOperator):
+class FTSSubmitOperator(FTSTask, BaseOperator):
     """Submit file transfers to FTS; return the job id (a list when split into several jobs).
 
     The job id and its monitoring URL are pushed (XCom ``fts_job_id``, ``fts_job_url``)
@@ -196,8 +190,9 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         poll_interval: float = 30.0,
         wait_timeout: float | None = None,
         allow_partial: bool = False,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = DEFAULT_DEFERRABLE,
         cancel_on_kill: bool = True,
+        asset_grain: str = "file",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -211,13 +206,8 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         self.allow_partial = allow_partial
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.asset_grain = check_asset_grain(asset_grain)
         self._job_ids: list[str] = []
-        self._ti: Any = None
-        self._canceled_here: list[str] = []  # jobs on_kill canceled: the task was marked failed
-
-    @cached_property
-    def hook(self) -> FTSHook:
-        return FTSHook(self.fts_conn_id)
 
     @final_on_bad_input
     def execute(self, context: Context) -> str | list[str]:
@@ -227,30 +217,24 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         job_ids = self._submit_or_resume(chunks, earlier, context)
         self._job_ids = job_ids
         result = job_ids[0] if len(job_ids) == 1 else job_ids
-        url = self.hook.job_url(job_ids[0])
         context["ti"].xcom_push(key=JOB_ID_KEY, value=result)
-        context["ti"].xcom_push(key=JOB_URL_KEY, value=url)
-        self.log.info("FTS jobs %s: %s", ", ".join(job_ids), url)
+        self._push_job_url(context, job_ids)
+        self.log.info("FTS jobs %s: %s", ", ".join(job_ids), self.hook.job_url(job_ids[0]))
         if self.wait_for_completion:
             self._wait(job_ids, earlier, context)
         return result
 
     @final_on_bad_input
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        prepare_lineage(self, (event or {}).get("job_ids") or [])
-        summary = summary_of_event(event, self.log)
-        self._ti = context["ti"]
+        summary = self._resumed(context, event)
         ids = event["job_ids"]
         # the same facts as execute
         earlier = self._after_a_clear(self._earlier_jobs(self._chunks(), context), context)
         self._publish(summary, earlier, ids, context)
         return ids[0] if len(ids) == 1 else ids
 
-    def on_kill(self) -> None:
-        if self.cancel_on_kill and cancel_if_marked_failed(
-            self._ti, self._job_ids, self.hook.cancel_jobs, self.log
-        ):
-            self._canceled_here = list(self._job_ids)
+    def _waited_jobs(self) -> list[str]:
+        return list(self._job_ids)
 
     # -- planning --------------------------------------------------------------------
 
@@ -369,20 +353,7 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         if self.deferrable:
             summary = self.hook.get_summary(job_ids)
             if not all_terminal(summary):
-                # The trigger's end_time is the one deadline: a defer() timeout would race
-                # it with Airflow's less helpful message.
-                now = time.time()
-                self.defer(
-                    trigger=FTSJobTrigger(
-                        job_ids=job_ids,
-                        fts_conn_id=self.fts_conn_id,
-                        poll_interval=self.poll_interval,
-                        end_time=now + self.wait_timeout if self.wait_timeout else None,
-                        cancel_on_kill=self.cancel_on_kill,
-                        not_before=resume_not_before(),
-                    ),
-                    method_name="execute_complete",
-                )
+                self._defer_wait(job_ids, self.poll_interval, self.wait_timeout)
         else:
             try:
                 summary = self.hook.wait_for_jobs(
@@ -411,17 +382,10 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         ]
         if lost:
             summary = with_earlier_failures(summary, lost)
-        publish_outcome(
-            summary,
-            context,
-            allow_partial=self.allow_partial,
-            can_resubmit=True,
-            log=self.log,
-            canceled_here=self._canceled_here,
-        )
         # Files an earlier try's job finished are replicas too: announce them with this try's.
         earlier_ids = [r["job_id"] for jobs in earlier.values() for r in jobs.records]
-        add_replica_events(self, context, list(dict.fromkeys(earlier_ids + job_ids)))
+        replica_jobs = list(dict.fromkeys(earlier_ids + job_ids))
+        self._conclude(summary, context, can_resubmit=True, replica_jobs=replica_jobs)
 
 
 def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:
