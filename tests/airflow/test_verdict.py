@@ -335,6 +335,19 @@ def test_a_failure_of_unknown_recoverability_is_retried_by_the_operator_not_the_
         check_outcome(summary, allow_partial=False, can_resubmit=False)
 
 
+def test_a_failure_the_server_left_unknown_is_retried_not_final(hook):
+    unknown = (
+        "mock://s.example/u",
+        "mock://d.example/{run}/u?transfer_errno=13&recoverable=unknown",
+    )
+    operator = waiting(pairs("unknown", unknown))
+
+    error, ti = run(operator, 1, "unknown")
+
+    assert ti.xcoms["fts_summary"]["failed_files"][0]["recoverable"] is None
+    assert isinstance(error, FTSRecoverableFailure), error
+
+
 # -- a user's clear after a final failure resends; an automatic retry never does ---------
 
 
