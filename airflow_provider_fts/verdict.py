@@ -9,8 +9,9 @@ The summary itself is :func:`~airflow_provider_fts.client.states.summarize_jobs`
 | every file FINISHED | success | success |
 | a job CANCELED | fail, no retry | fail, no retry |
 | some files copied, ``allow_partial`` | success | success |
-| a recoverable failure left | :class:`FTSRecoverableFailure` (Airflow retries) | fail, no retry |
+| a recoverable (or unknown) failure | :class:`FTSRecoverableFailure`, retried | fail, no retry |
 | only non-recoverable failures | fail, no retry | fail, no retry |
+| input that can never succeed (:func:`final_on_bad_input`) | fail, no retry | fail, no retry |
 """
 
 from __future__ import annotations

@@ -71,6 +71,9 @@ def test_a_clear_after_a_final_failure_resends_what_failed_for_good(
     try:
         failed = run.wait_ti_done("transfer", timeout=150)
         assert (failed["state"], failed["try_number"]) == ("failed", 1), run.describe()
+        # As a user sees it: the run failed too (a clear before the scheduler ends the run
+        # is lost when it then marks the run failed).
+        assert run.wait_run({"success", "failed"}) == "failed", run.describe()
         emulator.engine.storage["davs://flaky.example"] = fixed_site
         run.clear("transfer")
         run.wait_ti("transfer", {"queued", "running", "deferred", "success"}, try_number=2)
