@@ -105,7 +105,7 @@ class Run:
     def wait_ti_done(self, task_id: str, map_index: int = -1, timeout: float = 180.0) -> dict:
         return self.wait_ti(task_id, FINISHED_TI_STATES, map_index=map_index, timeout=timeout)
 
-    def clear(self, task_id: str) -> None:
+    def clear(self, task_id: str, map_index: int = -1) -> None:
         """Clear one task instance of this run, as the "Clear" button does."""
         self.stack.call(
             "POST",
@@ -113,7 +113,7 @@ class Run:
             json={
                 "dry_run": False,
                 "dag_run_id": self.run_id,
-                "task_ids": [task_id],
+                "task_ids": [[task_id, map_index] if map_index >= 0 else task_id],
                 "only_failed": False,
                 "reset_dag_runs": True,
             },
