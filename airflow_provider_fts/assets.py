@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The schemes of grid storage this provider registers in ``asset-uris``.
-GRID_SCHEMES: dict[str, int | None] = {
+#: Default ports of the storage schemes FTS copies between (dropped from normalised URIs).
+DEFAULT_PORTS: dict[str, int | None] = {
     "davs": 443,
     "https": 443,
     "root": 1094,
@@ -49,8 +49,15 @@ GRID_SCHEMES: dict[str, int | None] = {
     "srm": 8443,
     "s3": None,
 }
+#: The schemes this provider registers in ``asset-uris``: the grid's own. A normaliser
+#: applies to every asset of its scheme in the deployment, so ``https`` and ``s3`` (other
+#: teams' assets, other providers' schemes) are left alone: an ``https`` destination's
+#: asset URI is :func:`asset_uri` of it, which Airflow keeps as given.
+GRID_SCHEMES: tuple[str, ...] = ("davs", "root", "gsiftp", "srm")
 #: Per-file asset events a task adds at most; more collapse into directory events.
 MAX_ASSET_EVENTS = 1000
+#: What one asset is (a task's ``asset_grain``): each replica, or each destination directory.
+ASSET_GRAINS = ("file", "directory")
 #: Per-file OpenLineage datasets per side (inputs, outputs) at most; more become directories.
 MAX_LINEAGE_DATASETS = 100
 
@@ -77,7 +84,7 @@ def normalize_uri(parts: SplitResult) -> SplitResult:
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     port = parts.port
-    if port is not None and port != GRID_SCHEMES.get(scheme):
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
         host = f"{host}:{port}"
     return parts._replace(scheme=scheme, netloc=host, query="", fragment="")
 
@@ -150,11 +157,23 @@ def finished(files: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [f for f in files if f.get("file_state") == "FINISHED" and f.get("dest_surl")]
 
 
-def replica_events(files: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """``(asset URI, extra)`` for each FINISHED destination, capped by
-    :data:`MAX_ASSET_EVENTS` (then one event per directory)."""
+def replica_events(
+    files: Iterable[Mapping[str, Any]], grain: str = "file"
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(asset URI, extra)`` for each FINISHED destination (``grain="file"``) or each
+    directory holding some (``"directory"``: its ``extra`` counts files and bytes), capped
+    by :data:`MAX_ASSET_EVENTS` (then one event per directory, climbing up)."""
     by_uri = {asset_uri(f["dest_surl"]): f for f in finished(files)}
-    groups = collapse(by_uri, MAX_ASSET_EVENTS)
+    if grain == "file":
+        groups = collapse(by_uri, MAX_ASSET_EVENTS)
+    else:
+        directories: dict[str, list[str]] = defaultdict(list)
+        for uri in by_uri:
+            directories[_parent(uri)].append(uri)
+        groups = {
+            key: [uri for directory in members for uri in directories[directory]]
+            for key, members in collapse(directories, MAX_ASSET_EVENTS).items()
+        }
     events = []
     for key, members in groups.items():
         if members == [key]:
@@ -212,7 +231,7 @@ def add_replica_events(task: Any, context: Context, job_ids: Sequence[str]) -> i
     jobs = fetch_jobs(task.hook, job_ids)
     remember_jobs(task, job_ids, jobs)
     events = []
-    for uri, extra in replica_events(files_of(jobs)):
+    for uri, extra in replica_events(files_of(jobs), getattr(task, "asset_grain", "file")):
         try:
             events.append((Asset(uri), extra))
         except ValueError as error:  # the copy succeeded: an odd URL must not fail the task

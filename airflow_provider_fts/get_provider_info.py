@@ -7,7 +7,6 @@ provider, so a test checks both.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, distribution
 from typing import Any
 
 from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
@@ -73,20 +72,12 @@ def get_provider_info() -> dict[str, Any]:
 
 
 def _asset_uris() -> dict[str, Any]:
-    """Grid storage URLs as asset URIs (rules in :mod:`airflow_provider_fts.assets`).
-
-    ``s3`` stays the Amazon provider's when it is installed: the last registration wins.
-    """
+    """Grid storage URLs as asset URIs (rules in :mod:`airflow_provider_fts.assets`): only
+    the grid's own schemes, as a normaliser changes every asset of its scheme."""
     from airflow_provider_fts.assets import GRID_SCHEMES
 
-    schemes = list(GRID_SCHEMES)
-    try:
-        distribution("apache-airflow-providers-amazon")
-        schemes.remove("s3")
-    except PackageNotFoundError:
-        pass
     return {
-        "schemes": schemes,
+        "schemes": list(GRID_SCHEMES),
         "handler": "airflow_provider_fts.assets.normalize_uri",
         "to_openlineage_converter": "airflow_provider_fts.assets.convert_asset_to_openlineage",
     }

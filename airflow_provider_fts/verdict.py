@@ -9,33 +9,72 @@ The summary itself is :func:`~airflow_provider_fts.client.states.summarize_jobs`
 | every file FINISHED | success | success |
 | a job CANCELED | fail, no retry | fail, no retry |
 | some files copied, ``allow_partial`` | success | success |
-| a recoverable failure left | :class:`FTSRecoverableFailure` (Airflow retries) | fail, no retry |
+| a recoverable (or unknown) failure | :class:`FTSRecoverableFailure`, retried | fail, no retry |
 | only non-recoverable failures | fail, no retry | fail, no retry |
+| input that can never succeed (:func:`final_on_bad_input`) | fail, no retry | fail, no retry |
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_fts.client.states import FileState, JobState, progress_line
+from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.states import (
+    FileState,
+    JobState,
+    is_recoverable,
+    jobs_in_words,
+    progress_line,
+)
 from airflow_provider_fts.links.fts import SUMMARY_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _FAILED_FILES_LOGGED = 50  # failed files listed in a task log (a summary lists up to 50)
-#: on_kill runs in the worker's SIGTERM handler, and the supervisor sends SIGKILL 5 s later:
-#: the lookup must leave time for the cancel request.
-_STATE_LOOKUP_SECONDS = 3.0
+#: on_kill runs in the worker's SIGTERM handler, and the supervisor sends SIGKILL 5 s later
+#: (its ``escalation_delay``): the lookup and the cancel request share 4 s of them.
+_WORKER_GRACE_SECONDS = 4.0
+_STATE_LOOKUP_SECONDS = 2.0
 
 
 class FTSRecoverableFailure(AirflowException):
     """Files failed that FTS deems recoverable: a normal failure, so Airflow retries the
     task, and the next try resubmits only the files no job finished."""
+
+
+def final_on_bad_input(method: Callable) -> Callable:
+    """Make input that can never succeed a final failure to Airflow: no retry is spent on it.
+
+    An :class:`~airflow_provider_fts.client.errors.FTSValidationError` (a typo in a job
+    parameter, a ``file://`` URL, a ``None`` job id, a proxy together with a token: every
+    credential error is one too) is re-raised as the same error that is also an
+    ``AirflowFailException``, with its message and traceback.
+    """
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except FTSValidationError as error:
+            if isinstance(error, AirflowFailException):
+                raise
+            final = _final(type(error))(error.field, error.problem, error.fix)
+            raise final.with_traceback(error.__traceback__) from None
+
+    return checked
+
+
+@functools.cache
+def _final(cls: type[FTSValidationError]) -> type[FTSValidationError]:
+    """``cls`` that is also an ``AirflowFailException``, under the same name."""
+    return type(cls.__name__, (cls, AirflowFailException), {"__module__": cls.__module__})
 
 
 def timeout_message(job_ids: list[str]) -> str:
@@ -52,33 +91,69 @@ def log_failures(summary: Mapping[str, Any], log: Any) -> None:
             entry["destination"],
             entry["state"],
             entry["reason"] or "no reason given",
-            "recoverable" if entry["recoverable"] else "not recoverable",
+            _recoverability(entry),
         )
     more = summary["failed_count"] - min(len(failed), _FAILED_FILES_LOGGED)
     if more > 0:
         log.error("... and %d more failed files", more)
 
 
+def _recoverability(entry: Mapping[str, Any]) -> str:
+    if entry["recoverable"] is None:
+        return "recoverable unknown, counted as recoverable"
+    return "recoverable" if entry["recoverable"] else "not recoverable"
+
+
 def is_resendable(entry: Mapping[str, Any]) -> bool:
     """A failed file a new job may send again: FAILED and recoverable, or CANCELED."""
-    return entry["state"] == FileState.CANCELED or bool(entry["recoverable"])
+    return entry["state"] == FileState.CANCELED or is_recoverable(entry)
 
 
-def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, can_resubmit: bool) -> None:
+def resends_lost_files(ti: Any, retries: int) -> bool:
+    """Whether this try sends again the files earlier tries' jobs failed for good.
+
+    Only a user's clear does (the user fixed something); an automatic retry never does.
+    Airflow tells which: a clear gives the task a fresh budget of ``retries`` (it sets
+    ``max_tries`` to the cleared try plus ``retries``), so the first try of a budget is
+    ``max_tries - retries + 1`` (the first try of a run is one too, with no earlier jobs).
+    Without ``max_tries`` nothing is resent.
+    """
+    max_tries = getattr(ti, "max_tries", None)
+    return isinstance(max_tries, int) and ti.try_number == max_tries - (retries or 0) + 1
+
+
+def check_outcome(
+    summary: Mapping[str, Any],
+    *,
+    allow_partial: bool,
+    can_resubmit: bool,
+    canceled_here: Collection[str] = (),
+) -> None:
     """Raise unless the summary is a success (see the table in the module docstring).
 
     :param summary: A summary of ended jobs (failures of earlier tries included).
     :param allow_partial: Succeed when at least one file was copied.
     :param can_resubmit: The task resubmits on retry (the operator), so a recoverable
         failure is worth a retry; the sensor cannot resubmit.
+    :param canceled_here: Jobs this task's ``on_kill`` canceled (the task was marked failed).
     """
     states = [JobState.parse(s) for s in summary["job_states"].values()]
     failed = summary["failed_files"]
     if not summary["failed_count"] and all(s is JobState.FINISHED for s in states):
         return
-    ended = ", ".join(f"{job} {state}" for job, state in summary["job_states"].items())
+    ended = jobs_in_words(summary["job_states"])
     counts = f"{summary['failed_count']} of {summary['files']} files did not transfer"
+    earlier = dict.fromkeys(
+        str(f.get("job_id")) for f in failed if f.get("job_id") not in summary["job_states"]
+    )
+    if earlier:
+        counts += f", with failures for good of earlier tries' jobs {', '.join(earlier)}"
     canceled = [job for job, s in summary["job_states"].items() if s == JobState.CANCELED]
+    if canceled and set(canceled) <= set(canceled_here):
+        raise AirflowFailException(
+            f"FTS jobs {canceled} were canceled by this task: a user marked it failed "
+            f"({ended}): {counts}. Clear the task to resubmit the files that did not finish."
+        )
     if canceled:
         raise AirflowFailException(
             f"FTS jobs {canceled} were canceled outside this task ({ended}): {counts}. "
@@ -92,7 +167,10 @@ def check_outcome(summary: Mapping[str, Any], *, allow_partial: bool, can_resubm
             f"FTS jobs ended {ended}: {counts}; {recoverable} recoverable, resubmitted "
             "by the next try."
         )
-    named = "; ".join(f"{f['destination']}: {f['reason'] or f['state']}" for f in failed[:10])
+    named = "; ".join(
+        f"{f['destination']}: {f['reason'] or f['state']} (job {f.get('job_id')})"
+        for f in failed[:10]
+    )
     raise AirflowFailException(f"FTS jobs ended {ended}: {counts} (not retried): {named}")
 
 
@@ -103,6 +181,7 @@ def publish_outcome(
     allow_partial: bool,
     can_resubmit: bool,
     log: Any,
+    canceled_here: Collection[str] = (),
 ) -> dict[str, Any]:
     """Push the summary (XCom ``fts_summary``), log the failures, then :func:`check_outcome`.
 
@@ -114,10 +193,16 @@ def publish_outcome(
     :param allow_partial: Succeed when at least one file was copied.
     :param can_resubmit: Whether a recoverable failure is worth an Airflow retry.
     :param log: The task's logger.
+    :param canceled_here: Jobs this task's ``on_kill`` canceled.
     """
     context["ti"].xcom_push(key=SUMMARY_KEY, value=summary)
     log_failures(summary, log)
-    check_outcome(summary, allow_partial=allow_partial, can_resubmit=can_resubmit)
+    check_outcome(
+        summary,
+        allow_partial=allow_partial,
+        can_resubmit=can_resubmit,
+        canceled_here=canceled_here,
+    )
     return summary
 
 
@@ -161,35 +246,68 @@ def cancel_if_marked_failed(
     """The worker side of a user action (``on_kill``): cancel the jobs only if the task
     instance is now ``failed``; returns whether it canceled.
 
+    Runs in the SIGTERM handler, and Airflow's supervisor sends SIGKILL 5 s later: the
+    lookup and the cancel together take at most :data:`_WORKER_GRACE_SECONDS`, and a
+    cancel that got no answer by then is said in the task log.
+
     :param ti: The task instance of the running try (``None``: it never started).
     :param job_ids: The jobs this try waits for.
     :param cancel: Cancels jobs by id (the hook's ``cancel_jobs``).
     :param log: The task's logger.
     """
-    state = task_state(ti) if ti is not None and job_ids else None
+    deadline = time.monotonic() + _WORKER_GRACE_SECONDS
+    state = task_state(ti, _STATE_LOOKUP_SECONDS) if ti is not None and job_ids else None
     if not kill_cancels(state):
         log.info("FTS jobs %s left running: the task is %s, not marked failed", job_ids, state)
         return False
     try:
-        cancel(job_ids)
+        answered = _within(deadline - time.monotonic(), lambda: cancel(job_ids))
     except Exception:
         log.exception("Could not cancel FTS jobs %s", job_ids)
+        return False
+    if not answered:
+        log.error(
+            "FTS jobs %s: the server did not answer the cancel within %.0f s (Airflow kills "
+            "the task 5 s after asking it to stop); they may keep running: cancel them in "
+            "FTS monitoring",
+            job_ids,
+            _WORKER_GRACE_SECONDS,
+        )
         return False
     log.info("Canceled FTS jobs %s: the task was marked failed", job_ids)
     return True
 
 
-def task_state(ti: Any) -> str | None:
-    """The task instance's current state, read from the API server; ``None`` when unknown.
+def task_state(ti: Any, limit: float) -> str | None:
+    """The task instance's current state, read from the API server; ``None`` when unknown
+    (also when no answer came within ``limit`` seconds).
 
     Runs in a thread with a bound: the worker calls ``on_kill`` from its SIGTERM handler,
     where the supervisor channel may be held by the interrupted main thread.
     """
-    answer: list[str | None] = []
-    worker = threading.Thread(target=lambda: answer.append(_lookup(ti)), daemon=True)
-    worker.start()
-    worker.join(_STATE_LOOKUP_SECONDS)
+    answer = _within(limit, lambda: _lookup(ti))
     return answer[0] if answer else None
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> list[Any]:
+    """``[call()]``, run in a thread; ``[]`` if it did not return within ``seconds``."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except Exception as error:
+            outcome.append((False, error))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(max(0.0, seconds))
+    if not outcome:
+        return []
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return [value]
 
 
 def _lookup(ti: Any) -> str | None:

@@ -27,6 +27,7 @@ class TaskTry:
     task_id: str = "submit"
     map_index: int = -1
     state: str | None = "running"
+    max_tries: int | None = None  # Airflow's; try_number == max_tries - retries + 1 after a clear
     xcoms: dict = field(default_factory=dict)
 
     def xcom_push(self, key: str, value: Any) -> None:

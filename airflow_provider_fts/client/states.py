@@ -176,8 +176,28 @@ def failed_files(record: Mapping[str, Any]) -> Iterator[dict]:
                 "destination": file.get("dest_surl"),
                 "state": state,
                 "reason": file.get("reason") or "",
-                "recoverable": bool(recoverable),
+                "recoverable": None if recoverable is None else bool(recoverable),  # unknown
             }
+
+
+def is_recoverable(entry: Mapping[str, Any]) -> bool:
+    """Whether a failed file is worth trying again: FTS said recoverable, or said nothing.
+
+    ``recoverable`` is ``None`` when the server left it empty (older servers, some failure
+    paths, e.g. ``TRANSFER [110] Connection timed out``). Unknown counts as recoverable:
+    the task's ``retries`` bound what trying again costs, while a permanent verdict on a
+    passing fault would fail a transfer that the next try can make.
+    """
+    return entry["recoverable"] is None or bool(entry["recoverable"])
+
+
+def jobs_in_words(job_states: Mapping[str, Any], named: int = 5) -> str:
+    """The jobs and their states, short whatever their number: each job up to ``named``
+    jobs (``a1b2c3d4 FINISHED``), else counts per state (``3 FAILED, 4997 FINISHED``)."""
+    if len(job_states) <= named:
+        return ", ".join(f"{job} {state}" for job, state in job_states.items())
+    jobs = Counter(str(s or "UNKNOWN") for s in job_states.values())
+    return f"{len(job_states)} jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(jobs.items()))
 
 
 class Failures:
@@ -203,7 +223,7 @@ class Failures:
 
     def add(self, entry: Mapping[str, Any]) -> None:
         """One failed file (an entry of :func:`failed_files`)."""
-        recoverable = entry["state"] == FileState.FAILED and entry["recoverable"]
+        recoverable = entry["state"] == FileState.FAILED and is_recoverable(entry)
         self.count += 1
         self.recoverable += recoverable
         reason = (entry["reason"] or entry["state"])[:REASON_CHARS]

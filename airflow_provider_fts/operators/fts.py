@@ -17,15 +17,12 @@ between submit and persist, and allow resubmitting only the files that failed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
     ENDED_FILE_FIELDS,
@@ -40,13 +37,12 @@ from airflow_provider_fts.client.states import (
 )
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.links.fts import JOB_ID_KEY, JOB_URL_KEY, FTSJobLink
-from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
+from airflow_provider_fts.links.fts import JOB_ID_KEY, FTSJobLink
+from airflow_provider_fts.tasks import DEFAULT_DEFERRABLE, FTSTask, check_asset_grain
 from airflow_provider_fts.verdict import (
-    cancel_if_marked_failed,
+    final_on_bad_input,
     is_resendable,
-    publish_outcome,
-    summary_of_event,
+    resends_lost_files,
     timeout_message,
 )
 
@@ -102,6 +98,11 @@ class EarlierJobs:
             f for f in lost if stored_url_key(f["destination"]) in self.not_resendable
         )
 
+    def forgive(self) -> None:
+        """Resend what failed for good: a user cleared the task after fixing something."""
+        self.not_resendable = set()
+        self.lost = []
+
 
 def _unique(entries: Any) -> list[dict]:
     seen: dict[str, dict] = {}
@@ -121,7 +122,36 @@ def refuse_owned_params(params: dict[str, Any], where: str) -> None:
             )
 
 
-class FTSSubmitOperator(ReplicaLineage, BaseOperator):
+#: The job metadata key under which each job carries the task try that submitted it.
+AIRFLOW_METADATA_KEY = "airflow"
+
+
+def with_airflow_ids(params: dict[str, Any], ti: Any) -> dict[str, Any]:
+    """``params`` whose ``job_metadata`` also names the DAG, run, task, map index and try,
+    so a job in FTS monitoring leads back to its task: merged into the user's dict (a
+    user's string is kept under ``"metadata"``); the user's own ``"airflow"`` key is
+    refused. The size limit (1,024 bytes by default) is checked on the merged metadata."""
+    if ti is None:
+        return params
+    user = params.get("job_metadata")
+    if isinstance(user, dict) and AIRFLOW_METADATA_KEY in user:
+        raise FTSValidationError(
+            f"job_params.job_metadata.{AIRFLOW_METADATA_KEY}",
+            "is set by FTSSubmitOperator: the DAG, run, task, map index and try of the job.",
+            f"Rename your key {AIRFLOW_METADATA_KEY!r}.",
+        )
+    ids = {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": ti.map_index,
+        "try_number": ti.try_number,
+    }
+    own = user if isinstance(user, dict) else {} if user is None else {"metadata": user}
+    return {**params, "job_metadata": {**own, AIRFLOW_METADATA_KEY: ids}}
+
+
+class FTSSubmitOperator(FTSTask, BaseOperator):
     """Submit file transfers to FTS; return the job id (a list when split into several jobs).
 
     The job id and its monitoring URL are pushed (XCom ``fts_job_id``, ``fts_job_url``)
@@ -165,8 +195,9 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         poll_interval: float = 30.0,
         wait_timeout: float | None = None,
         allow_partial: bool = False,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = DEFAULT_DEFERRABLE,
         cancel_on_kill: bool = True,
+        asset_grain: str = "file",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,39 +211,35 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         self.allow_partial = allow_partial
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.asset_grain = check_asset_grain(asset_grain)
         self._job_ids: list[str] = []
-        self._ti: Any = None
 
-    @cached_property
-    def hook(self) -> FTSHook:
-        return FTSHook(self.fts_conn_id)
-
+    @final_on_bad_input
     def execute(self, context: Context) -> str | list[str]:
         self._ti = context["ti"]
         chunks = self._chunks()
-        earlier = self._earlier_jobs(chunks, context)
+        earlier = self._after_a_clear(self._earlier_jobs(chunks, context), context)
         job_ids = self._submit_or_resume(chunks, earlier, context)
         self._job_ids = job_ids
         result = job_ids[0] if len(job_ids) == 1 else job_ids
-        url = self.hook.job_url(job_ids[0])
         context["ti"].xcom_push(key=JOB_ID_KEY, value=result)
-        context["ti"].xcom_push(key=JOB_URL_KEY, value=url)
-        self.log.info("FTS jobs %s: %s", ", ".join(job_ids), url)
+        self._push_job_url(context, job_ids)
+        self.log.info("FTS jobs %s: %s", ", ".join(job_ids), self.hook.job_url(job_ids[0]))
         if self.wait_for_completion:
             self._wait(job_ids, earlier, context)
         return result
 
+    @final_on_bad_input
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        prepare_lineage(self, (event or {}).get("job_ids") or [])
-        summary = summary_of_event(event, self.log)
+        summary = self._resumed(context, event)
         ids = event["job_ids"]
-        earlier = self._earlier_jobs(self._chunks(), context)  # the same facts as execute
+        # the same facts as execute
+        earlier = self._after_a_clear(self._earlier_jobs(self._chunks(), context), context)
         self._publish(summary, earlier, ids, context)
         return ids[0] if len(ids) == 1 else ids
 
-    def on_kill(self) -> None:
-        if self.cancel_on_kill:
-            cancel_if_marked_failed(self._ti, self._job_ids, self.hook.cancel_jobs, self.log)
+    def _waited_jobs(self) -> list[str]:
+        return list(self._job_ids)
 
     # -- planning --------------------------------------------------------------------
 
@@ -256,7 +283,9 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         size = self.max_files_per_job
         for params, members in groups.values():
             for start in range(0, len(members), size):
-                chunk = Chunk(len(chunks), members[start : start + size], params)
+                chunk = Chunk(
+                    len(chunks), members[start : start + size], with_airflow_ids(params, self._ti)
+                )
                 build_submission(chunk.transfers, **chunk.params)  # every job valid before any
                 chunks.append(chunk)
         return chunks
@@ -326,26 +355,22 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
                 found.setdefault(expected[record["job_id"]], []).append(record)
         return {index: EarlierJobs(records) for index, records in found.items()}
 
+    def _after_a_clear(
+        self, earlier: dict[int, EarlierJobs], context: Context
+    ) -> dict[int, EarlierJobs]:
+        """``earlier``, with what failed for good resendable if a user cleared the task."""
+        if resends_lost_files(context["ti"], self.retries):
+            for jobs in earlier.values():
+                jobs.forgive()
+        return earlier
+
     # -- waiting and the verdict -----------------------------------------------------------
 
     def _wait(self, job_ids: list[str], earlier: dict[int, EarlierJobs], context: Context) -> None:
         if self.deferrable:
             summary = self.hook.get_summary(job_ids)
             if not all_terminal(summary):
-                # The trigger's end_time is the one deadline: a defer() timeout would race
-                # it with Airflow's less helpful message.
-                now = time.time()
-                self.defer(
-                    trigger=FTSJobTrigger(
-                        job_ids=job_ids,
-                        fts_conn_id=self.fts_conn_id,
-                        poll_interval=self.poll_interval,
-                        end_time=now + self.wait_timeout if self.wait_timeout else None,
-                        cancel_on_kill=self.cancel_on_kill,
-                        not_before=resume_not_before(),
-                    ),
-                    method_name="execute_complete",
-                )
+                self._defer_wait(job_ids, self.poll_interval, self.wait_timeout)
         else:
             try:
                 summary = self.hook.wait_for_jobs(
@@ -374,12 +399,10 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         ]
         if lost:
             summary = with_earlier_failures(summary, lost)
-        publish_outcome(
-            summary, context, allow_partial=self.allow_partial, can_resubmit=True, log=self.log
-        )
         # Files an earlier try's job finished are replicas too: announce them with this try's.
         earlier_ids = [r["job_id"] for jobs in earlier.values() for r in jobs.records]
-        add_replica_events(self, context, list(dict.fromkeys(earlier_ids + job_ids)))
+        replica_jobs = list(dict.fromkeys(earlier_ids + job_ids))
+        self._conclude(summary, context, can_resubmit=True, replica_jobs=replica_jobs)
 
 
 def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import ast
-import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_fts.assets import ReplicaLineage, add_replica_events, prepare_lineage
 from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.client.states import ProgressLog, Tally, all_terminal
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.links.fts import JOB_URL_KEY, FTSJobLink
-from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
-from airflow_provider_fts.verdict import (
-    cancel_if_marked_failed,
-    publish_outcome,
-    summary_of_event,
-)
+from airflow_provider_fts.links.fts import FTSJobLink
+from airflow_provider_fts.tasks import DEFAULT_DEFERRABLE, FTSTask, check_asset_grain
+from airflow_provider_fts.verdict import final_on_bad_input
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -57,7 +51,7 @@ def _is_empty_id(job_id: Any) -> bool:
     return job_id is None or str(job_id).strip().lower() in _EMPTY_RENDERINGS
 
 
-class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
+class FTSJobSensor(FTSTask, BaseSensorOperator):
     """Wait for one or more FTS jobs; succeed when they FINISHED.
 
     FAILED and CANCELED jobs fail the task without retry (the sensor cannot resubmit: use
@@ -86,8 +80,9 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
         job_id: str | list[str],
         fts_conn_id: str = FTSHook.default_conn_name,
         allow_partial: bool = False,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = DEFAULT_DEFERRABLE,
         cancel_on_kill: bool = True,
+        asset_grain: str = "file",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,11 +91,7 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
         self.allow_partial = allow_partial
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
-        self._ti: Any = None
-
-    @cached_property
-    def hook(self) -> FTSHook:
-        return FTSHook(self.fts_conn_id)
+        self.asset_grain = check_asset_grain(asset_grain)
 
     def poke(self, context: Context) -> PokeReturnValue:
         self._ti = context["ti"]
@@ -121,45 +112,23 @@ class FTSJobSensor(ReplicaLineage, BaseSensorOperator):
         return Tally(job_id_list(self.job_id))
 
     def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
-        publish_outcome(
-            summary, context, allow_partial=self.allow_partial, can_resubmit=False, log=self.log
-        )
-        add_replica_events(self, context, summary["job_ids"])
-        return summary
+        return self._conclude(summary, context, can_resubmit=False, replica_jobs=summary["job_ids"])
 
+    @final_on_bad_input
     def execute(self, context: Context) -> Any:
         ids = job_id_list(self.job_id)  # a bad id fails before any request
-        self._push_url(context, ids)
+        self._push_job_url(context, ids)
         if not self.deferrable:
             return super().execute(context)
         first = self.poke(context)  # a job already over needs no triggerer
         if first.is_done:
             return first.xcom_value
-        # The trigger's end_time is the one deadline: a defer() timeout would race it with
-        # Airflow's less helpful message.
-        self.defer(
-            trigger=FTSJobTrigger(
-                job_ids=ids,
-                fts_conn_id=self.fts_conn_id,
-                poll_interval=self.poke_interval,
-                end_time=time.time() + self.timeout,
-                cancel_on_kill=self.cancel_on_kill,
-                not_before=resume_not_before(),
-            ),
-            method_name="execute_complete",
-        )
+        self._defer_wait(ids, self.poke_interval, self.timeout)
 
-    def _push_url(self, context: Context, ids: list[str]) -> None:
-        """The first job's monitoring URL, for the "FTS job" link (no request is made)."""
-        context["ti"].xcom_push(key=JOB_URL_KEY, value=self.hook.job_url(ids[0]))
-
+    @final_on_bad_input
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
-        summary = summary_of_event(event, self.log, on_timeout=AirflowSensorTimeout)
-        prepare_lineage(self, job_id_list(self.job_id))
+        summary = self._resumed(context, event, on_timeout=AirflowSensorTimeout)
         return self._publish(summary, context)
 
-    def on_kill(self) -> None:
-        """The worker side of a user action: cancel only if the task is now ``failed``."""
-        if self.cancel_on_kill:
-            ids = job_id_list(self.job_id)
-            cancel_if_marked_failed(self._ti, ids, self.hook.cancel_jobs, self.log)
+    def _waited_jobs(self) -> list[str]:
+        return job_id_list(self.job_id)

@@ -20,6 +20,8 @@ parameter          on            effect
 ``fail_jobs``      destination   emulator extension: ``transfer_errno`` applies only in
                                  the first N jobs that carry this destination URL (to
                                  script "fails, then a resubmission succeeds")
+``recoverable``    destination   emulator extension: ``unknown`` stores a failure's
+                                 ``recoverable`` as null (older servers)
 ``checksum``       both          the checksum value the endpoint reports
 ``staging_time``   source        bring-online duration in seconds
 ``staging_errno``  source        bring-online fails with that errno

@@ -277,6 +277,8 @@ class Engine:
             )
             self._not_before[row["file_id"]] = now + max(job.record["retry_delay"], 0)
             return
+        if url_params(row["dest_surl"]).get("recoverable") == "unknown":
+            recoverable = None  # as older servers and some failure paths leave it
         row.update(
             file_state=FileState.FAILED.value,
             finish_time=iso(now),

@@ -31,6 +31,16 @@ def resume_not_before() -> float:
     return time.time() + resume_guard_seconds()
 
 
+def state_lookup_seconds() -> float:
+    """How long a trigger's ``on_kill`` waits for the task instance's state: Airflow gives
+    it ``[triggerer] on_kill_timeout`` (30 s by default), of which 10 s are kept for the
+    cancel; at least 3 s. Under load (several user actions at once) the answer takes many
+    seconds, and a lookup given up is a mark-failed that leaves its jobs running."""
+    from airflow.providers.common.compat.sdk import conf
+
+    return max(3.0, conf.getfloat("triggerer", "on_kill_timeout", fallback=30.0) - 10.0)
+
+
 class FTSJobTrigger(BaseTrigger):
     """Fire once when every job has ended, the deadline passed, or polling failed.
 
@@ -119,7 +129,8 @@ class FTSJobTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             return
         ti = self.task_instance
-        state = await asyncio.to_thread(task_state, ti) if ti is not None else None
+        limit = state_lookup_seconds()
+        state = await asyncio.to_thread(task_state, ti, limit) if ti is not None else None
         if not kill_cancels(state):
             self.log.info(
                 "FTS jobs %s left running: the task is %s, not marked failed", self.job_ids, state

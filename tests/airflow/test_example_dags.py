@@ -48,9 +48,19 @@ def test_example_dag_parses_without_network(name, monkeypatch):
     assert dag.task_ids
 
 
+@pytest.mark.parametrize(
+    "run_kwargs", [{}, {"logical_date": None}], ids=["scheduled", "no-logical-date"]
+)
 def test_replication_copies_the_files_with_checksums(
-    airflow_db, emulator_connection, fts_storage, fts_emulator, trigger_polls, monkeypatch
+    airflow_db,
+    emulator_connection,
+    fts_storage,
+    fts_emulator,
+    trigger_polls,
+    monkeypatch,
+    run_kwargs,
 ):
+    """Also as the REST API triggers it by default: ``logical_date: null``."""
     monkeypatch.setattr(fts_emulator.engine, "default_duration", 1.0)  # still running at 1st poke
     site_a, site_b = fts_storage["davs://site-a.example"], fts_storage["davs://site-b.example"]
     shutil.rmtree(site_b / "replica", ignore_errors=True)  # other tests replicate there too
@@ -59,7 +69,7 @@ def test_replication_copies_the_files_with_checksums(
         (site_a / "data" / name).write_bytes(name.encode() * 100)
     dag = load_example_dag("example_fts_replication")
 
-    run = dag.test()
+    run = dag.test(**run_kwargs)
 
     assert run.state == "success"
     copied = sorted(p.name for p in site_b.glob("replica/*/*.root"))

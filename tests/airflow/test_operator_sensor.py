@@ -245,3 +245,46 @@ def test_sensor_fails_for_a_job_neither_live_nor_archived(hook):
 
     with pytest.raises(NotFound, match=unknown):
         FTSJobSensor(task_id="wait", job_id=unknown).poke(sensor_context())
+
+
+def test_each_job_carries_the_task_try_in_its_stored_metadata(hook):
+    operator = FTSSubmitOperator(
+        task_id="submit",
+        transfers=[(STAGED, SLOW.format(n="meta"))],
+        job_params={**STAGING, "job_metadata": {"campaign": "2026-run-3"}},
+    )
+    ti = TaskTry(2, run_id="meta", task_id="submit", map_index=4)
+
+    job_id = operator.execute({"ti": ti})
+
+    stored = hook.get_job(job_id)["job_metadata"]
+    assert stored["campaign"] == "2026-run-3"  # the user's keys kept
+    assert stored["airflow"] == {
+        "dag_id": "dag", "run_id": "meta", "task_id": "submit", "map_index": 4, "try_number": 2
+    }  # fmt: skip
+    hook.cancel_job(job_id)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"airflow": "mine"}, "job_params.job_metadata.airflow"),
+        ({"notes": "x" * 1000}, "job_params.job_metadata"),  # fits alone, not with the ids
+    ],
+    ids=["clash", "over-the-limit"],
+)
+def test_job_metadata_clashing_or_too_big_with_the_ids_is_refused_before_any_request(
+    hook, fts_emulator, metadata, field
+):
+    operator = FTSSubmitOperator(
+        task_id="submit",
+        transfers=[(STAGED, SLOW.format(n="m"))],
+        job_params={"job_metadata": metadata},
+    )
+    fts_emulator.reset_counts()
+
+    with pytest.raises(FTSValidationError) as error:
+        run_try(operator, 1, "meta-bad")
+
+    assert error.value.field == field
+    assert fts_emulator.requests["POST /jobs"] == 0

@@ -4,11 +4,13 @@ never retries, and what a user action does to the job. Against the emulator over
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.states import summarize_jobs, with_failures
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
@@ -311,3 +313,139 @@ def test_a_job_our_earlier_try_canceled_is_resubmitted_not_failed(hook):
     assert second != first
     assert len(destinations(hook, second)) == 2  # nothing had finished: both resent
     hook.cancel_job(second)
+
+
+# -- a recoverable flag the server left empty --------------------------------------------
+
+
+def test_a_failure_of_unknown_recoverability_is_retried_by_the_operator_not_the_sensor():
+    """``recoverable: None`` (older servers): the task's retries bound the cost of trying."""
+    from airflow_provider_fts.client.states import summarize_jobs
+
+    timed_out = {
+        "file_state": "FAILED",
+        "source_surl": "s/f",
+        "dest_surl": "d/f",
+        "reason": "TRANSFER [110] Connection timed out",
+        "recoverable": None,
+    }
+    summary = summarize_jobs([{"job_id": "j1", "job_state": "FAILED", "files": [timed_out]}])
+
+    assert summary["failed_files"][0]["recoverable"] is None
+    with pytest.raises(FTSRecoverableFailure, match="1 recoverable"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+    with pytest.raises(AirflowFailException):
+        check_outcome(summary, allow_partial=False, can_resubmit=False)
+
+
+def test_a_failure_the_server_left_unknown_is_retried_not_final(hook):
+    unknown = (
+        "mock://s.example/u",
+        "mock://d.example/{run}/u?transfer_errno=13&recoverable=unknown",
+    )
+    operator = waiting(pairs("unknown", unknown))
+
+    error, ti = run(operator, 1, "unknown")
+
+    assert ti.xcoms["fts_summary"]["failed_files"][0]["recoverable"] is None
+    assert isinstance(error, FTSRecoverableFailure), error
+
+
+# -- a user's clear after a final failure resends; an automatic retry never does ---------
+
+
+@pytest.mark.parametrize(
+    ("max_tries", "resent"),
+    [(1, False), (2, True)],  # retries=1: an automatic retry; a clear (1 + retries)
+    ids=["automatic-retry", "cleared"],
+)
+def test_a_clear_after_a_final_failure_resends_what_failed_for_good(
+    hook, fts_emulator, max_tries, resent
+):
+    operator = waiting(pairs(f"fix-{max_tries}", OK, FATAL), retries=1)
+    error, _ = run(operator, 1, f"fix-{max_tries}", max_tries=1)
+    assert isinstance(error, AirflowFailException)
+    first = operator._job_ids[0]
+    fts_emulator.reset_counts()
+
+    error, _ = run(operator, 2, f"fix-{max_tries}", max_tries=max_tries)
+
+    assert fts_emulator.requests["POST /jobs"] == int(resent)
+    if resent:
+        (second,) = operator._job_ids
+        assert destinations(hook, second) == [FATAL[1].format(run=f"fix-{max_tries}")]
+        assert "not retried" in str(error)  # its new failure, not the earlier one twice
+        assert str(error).count("transfer_errno=13") == 1
+    else:
+        assert operator._job_ids == [first]
+
+
+# -- what the failure message says -----------------------------------------------------
+
+
+def test_a_failure_of_an_earlier_tries_job_is_named_with_that_job():
+    carried = {
+        "job_id": "j1-earlier",
+        "file_id": 1,
+        "source": "s/f",
+        "destination": "d/f",
+        "state": "FAILED",
+        "reason": "EACCES",
+        "recoverable": False,
+    }
+    finished = {"file_state": "FINISHED", "source_surl": "s/g", "dest_surl": "d/g"}
+    summary = with_failures(
+        summarize_jobs([{"job_id": "j2", "job_state": "FINISHED", "files": [finished]}]),
+        [carried],
+    )
+
+    with pytest.raises(AirflowFailException) as error:
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+
+    assert "1 of 2 files did not transfer" in str(error.value)
+    assert "failures for good of earlier tries' jobs j1-earlier" in str(error.value)
+    assert "d/f: EACCES (job j1-earlier)" in str(error.value)
+
+
+def test_jobs_canceled_by_a_mark_failed_are_not_said_to_be_canceled_outside():
+    canceled = {"file_state": "CANCELED", "source_surl": "s/f", "dest_surl": "d/f"}
+    summary = summarize_jobs([{"job_id": "j1", "job_state": "CANCELED", "files": [canceled]}])
+
+    with pytest.raises(AirflowFailException, match="canceled by this task: a user marked"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True, canceled_here=["j1"])
+    with pytest.raises(AirflowFailException, match="canceled outside this task"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+
+
+def test_a_worker_mode_task_marked_failed_says_its_own_on_kill_canceled(hook):
+    operator = waiting(pairs("own-cancel", STAGED), job_params=STAGING)
+    ti = TaskTry(1, run_id="own-cancel", state="failed")
+    operator._ti = ti
+    operator._job_ids = [hook.submit_job(pairs("own-cancel", STAGED), **STAGING)]
+    operator.on_kill()  # the SIGTERM handler, while the main thread waits
+    wait_terminal(hook, operator._job_ids[0])
+
+    summary = hook.get_summary(operator._job_ids)
+    with pytest.raises(AirflowFailException, match="canceled by this task"):
+        operator._publish(summary, {}, operator._job_ids, {"ti": ti})
+
+
+def test_a_worker_mark_failed_against_a_slow_server_says_so_within_airflows_grace(
+    hook, fts_emulator, capsys
+):
+    """The supervisor sends SIGKILL 5 s after the SIGTERM that runs on_kill."""
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=pairs("slow-kill", STAGED), job_params=STAGING
+    )
+    _, ti = run(operator, 1, "slow-kill")
+    ti.state = "failed"
+    fts_emulator.faults.slow(8, count=1)  # the cancel request
+
+    started = time.monotonic()
+    operator.on_kill()
+    took = time.monotonic() - started
+
+    assert took < 4.5, took
+    assert "did not answer the cancel" in capsys.readouterr().out
+    assert not operator._canceled_here
+    assert wait_terminal(hook, operator._job_ids[0], timeout=15) == "CANCELED"  # answered late

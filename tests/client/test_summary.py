@@ -43,13 +43,17 @@ def test_failed_files_of_several_jobs_name_their_job_and_recoverability():
     jobs = [
         {"job_id": "a", "job_state": "FAILED", "files": [file_record("FAILED", recoverable=True)]},
         {"job_id": "b", "job_state": "CANCELED", "files": [file_record("CANCELED")]},
+        {"job_id": "c", "job_state": "FAILED", "files": [file_record("FAILED", recoverable=None)]},
+        {"job_id": "d", "job_state": "FAILED", "files": [file_record("FAILED", recoverable=0)]},
     ]
 
     failed = summarize_jobs(jobs)["failed_files"]
 
     assert [(f["job_id"], f["state"], f["recoverable"]) for f in failed] == [
         ("a", "FAILED", True),
-        ("b", "CANCELED", False),
+        ("b", "CANCELED", None),  # the server said nothing: unknown, not "no"
+        ("c", "FAILED", None),
+        ("d", "FAILED", False),
     ]
 
 
@@ -177,7 +181,11 @@ def test_a_summary_of_ten_thousand_files_with_9950_failures_stays_small():
 
 
 def test_more_failures_join_a_summary_under_the_same_caps():
-    job = {"job_id": "j", "job_state": "FAILED", "files": [file_record("FAILED", reason="A")]}
+    job = {
+        "job_id": "j",
+        "job_state": "FAILED",
+        "files": [file_record("FAILED", reason="A", recoverable=False)],
+    }
     lost = [
         {
             "job_id": "old",

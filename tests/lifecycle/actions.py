@@ -7,6 +7,7 @@ an Airflow process died meanwhile, the tail of its output).
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,9 @@ class Run:
         )
         return self._wait(what, probe, timeout)
 
-    def wait_deferred(self, task_id: str, *, try_number: int = 1, timeout: float = 90.0) -> dict:
+    def wait_deferred(
+        self, task_id: str, *, try_number: int = 1, map_index: int = -1, timeout: float = 90.0
+    ) -> dict:
         """The task instance once deferred AND its trigger taken by the triggerer.
 
         A mark or clear before the triggerer runs the trigger reaches no ``on_kill``; the
@@ -91,7 +94,7 @@ class Run:
         """
 
         def probe() -> dict[str, Any] | None:
-            ti = self.ti(task_id) or {"state": None, "try_number": 0}
+            ti = self.ti(task_id, map_index) or {"state": None, "try_number": 0}
             ready = ti["state"] == "deferred" and ti["try_number"] == try_number
             return ti if ready and ti.get("triggerer_job") else None
 
@@ -102,7 +105,7 @@ class Run:
     def wait_ti_done(self, task_id: str, map_index: int = -1, timeout: float = 180.0) -> dict:
         return self.wait_ti(task_id, FINISHED_TI_STATES, map_index=map_index, timeout=timeout)
 
-    def clear(self, task_id: str) -> None:
+    def clear(self, task_id: str, map_index: int = -1) -> None:
         """Clear one task instance of this run, as the "Clear" button does."""
         self.stack.call(
             "POST",
@@ -110,15 +113,26 @@ class Run:
             json={
                 "dry_run": False,
                 "dag_run_id": self.run_id,
-                "task_ids": [task_id],
+                "task_ids": [[task_id, map_index] if map_index >= 0 else task_id],
                 "only_failed": False,
                 "reset_dag_runs": True,
             },
         )
 
-    def mark(self, task_id: str, state: str) -> None:
-        """Mark one task instance ``failed`` or ``success``, as the UI's buttons do."""
-        self.stack.call("PATCH", self.ti_path(task_id), json={"new_state": state})
+    def mark(self, task_id: str, state: str, map_index: int = -1) -> None:
+        """Mark one task instance ``failed`` or ``success``, as the UI's buttons do.
+
+        The suite's SQLite takes one writer at a time: a mark made at the same moment as
+        others may answer 500 ("Database error"), and is made again, as a user clicks again.
+        """
+        path, body = self.ti_path(task_id, map_index), {"new_state": state}
+        for _ in range(10):
+            reply = self.stack.request("PATCH", path, json=body)
+            if reply.status_code != 500:
+                break
+            time.sleep(0.2)
+        if reply.status_code != 200:
+            raise StackError(f"PATCH {path} answered {reply.status_code}: {reply.text[:2000]}")
 
     def log(self, task_id: str, try_number: int, map_index: int = -1) -> str:
         """The task's log for one try, as the UI shows it (worker and triggerer parts)."""

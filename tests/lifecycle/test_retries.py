@@ -57,6 +57,40 @@ def test_non_recoverable_failure_fails_at_once_without_a_second_job(airflow_stac
     assert "lc_fatal/missing" in log and "No such file or directory" in log, _tail(log)
 
 
+def test_a_clear_after_a_final_failure_resends_what_failed_for_good(
+    airflow_stack, emulator, storage: dict[str, Path], tmp_path: Path
+):
+    """The user fixes the site that refused a file (EACCES: no retry) and clears the task."""
+    source_dir = storage["davs://site-a.example"] / "lc_fix"
+    source_dir.mkdir(exist_ok=True)
+    for name in ("f1", "f2"):
+        (source_dir / name).write_bytes(name.encode() * 1000)
+    fixed_site = tmp_path / "fixed"
+    fixed_site.mkdir()
+    run = Run.trigger(airflow_stack, "lc_fix")
+    try:
+        failed = run.wait_ti_done("transfer", timeout=150)
+        assert (failed["state"], failed["try_number"]) == ("failed", 1), run.describe()
+        # As a user sees it: the run failed too (a clear before the scheduler ends the run
+        # is lost when it then marks the run failed).
+        assert run.wait_run({"success", "failed"}) == "failed", run.describe()
+        emulator.engine.storage["davs://flaky.example"] = fixed_site
+        run.clear("transfer")
+        run.wait_ti("transfer", {"queued", "running", "deferred", "success"}, try_number=2)
+        ti = run.wait_ti_done("transfer", timeout=150)
+    finally:
+        emulator.engine.storage.pop("davs://flaky.example", None)
+
+    jobs = jobs_of(emulator, run)
+    assert len(jobs) == 2, describe_jobs(jobs)
+    assert [f["file_state"] for f in jobs[0]["files"]] == ["FINISHED", "FAILED"]
+    assert [f["dest_surl"] for f in jobs[1]["files"]] == [jobs[0]["files"][1]["dest_surl"]]
+    assert (ti["state"], ti["try_number"]) == ("success", 2), (
+        f"{describe_jobs(jobs)}; log of try 2:\n{_tail(run.log('transfer', 2))}"
+    )
+    assert (fixed_site / "lc_fix" / "f2").read_bytes() == b"f2" * 1000
+
+
 _ENDED = {"FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"}
 
 

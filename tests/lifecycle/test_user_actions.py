@@ -6,9 +6,13 @@ A clear never cancels the job (the new try reconnects to it); marking failed can
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from .actions import Run, describe_jobs, jobs_of, wait_jobs
+from .dags.lifecycle_dags import MARKED_AT_ONCE
 
 ACTIVE = {"SUBMITTED", "READY", "ACTIVE", "STAGING", "QUEUED"}
 ENDED = {"FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"}
@@ -76,6 +80,50 @@ def test_marking_a_deferred_sensor_success_leaves_its_job_running(airflow_stack,
     assert not jobs[0]["cancel_job"], f"marking success canceled: {describe_jobs(jobs)}"
     assert jobs[0]["state"] == "FINISHED", describe_jobs(jobs)
     assert run.ti("wait")["state"] == "success"
+
+
+def test_several_user_actions_at_once_each_mark_failed_cancels_only_its_job(
+    airflow_stack, emulator
+):
+    """Six mapped deferred sensors: four marked failed, one marked success and one cleared,
+    all at the same moment through the REST API."""
+    run = Run.trigger(airflow_stack, "lc_mark_mapped")
+    indexes = range(MARKED_AT_ONCE)
+    for index in indexes:
+        run.wait_deferred("wait", map_index=index, timeout=150)
+    wait_jobs(
+        emulator,
+        run,
+        "every job to be active",
+        lambda jobs: len(jobs) == MARKED_AT_ONCE and all(j["state"] in ACTIVE for j in jobs),
+    )
+    job_of = {index: run.xcom_mapped("submit", index) for index in indexes}
+    actions = {0: "failed", 1: "failed", 2: "success", 3: "failed", 4: "clear", 5: "failed"}
+    together = threading.Barrier(MARKED_AT_ONCE)
+
+    def act(index: int) -> None:
+        together.wait()
+        if actions[index] == "clear":
+            run.clear("wait", map_index=index)
+        else:
+            run.mark("wait", actions[index], map_index=index)
+
+    with ThreadPoolExecutor(MARKED_AT_ONCE) as pool:
+        list(pool.map(act, indexes))
+
+    jobs = wait_jobs(
+        emulator,
+        run,
+        "every job to end",
+        lambda jobs: all(j["state"] in ENDED for j in jobs),
+        timeout=120,
+    )
+    by_id = {job["job_id"]: job for job in jobs}
+    outcome = {index: by_id[job_of[index]]["state"] for index in indexes}
+    logs = "\n".join(run.log("wait", 1, map_index=index)[-1500:] for index in indexes)
+    expected = {i: "CANCELED" if a == "failed" else "FINISHED" for i, a in actions.items()}
+    assert outcome == expected, f"{describe_jobs(jobs)}\n{logs}"
+    assert run.wait_ti_done("wait", map_index=4)["state"] == "success"  # the cleared one
 
 
 def _tail(text: str, lines: int = 30) -> str:

@@ -142,3 +142,57 @@ def test_a_retry_announces_the_files_an_earlier_try_finished(
         (a, a): first,
         (b, b): second,
     }
+
+
+def test_a_directory_grain_adds_one_event_per_destination_directory(
+    airflow_db, fts_connection, fts_emulator
+):
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    with DAG(dag_id=f"lineage_{prefix}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        FTSSubmitOperator(
+            task_id="submit",
+            transfers=transfers(prefix),
+            wait_for_completion=True,
+            allow_partial=True,
+            poll_interval=0.2,
+            asset_grain="directory",
+            outlets=[ALIAS],
+        )
+    register(dag)
+
+    run = dag.test()
+
+    assert run.state == "success"
+    (job,) = [j for j in fts_emulator.store.stored_jobs() if prefix in j.files[0]["dest_surl"]]
+    directory = f"mock://dst.example/{prefix}"
+    assert asset_events(dag.dag_id, run.run_id) == {
+        (directory, directory): {
+            "fts_job_ids": [job.record["job_id"]],
+            "fts_job_id": job.record["job_id"],
+            "files": 2,
+            "bytes": 4096,
+        }
+    }
+
+
+@pytest.mark.parametrize("task", [FTSSubmitOperator, FTSJobSensor])
+def test_a_wrong_asset_grain_is_refused_when_the_dag_is_parsed(task):
+    from airflow_provider_fts.client.errors import FTSValidationError
+
+    with pytest.raises(FTSValidationError, match=r"asset_grain.*'directory'"):
+        kwargs = {"transfers": []} if task is FTSSubmitOperator else {"job_id": "j"}
+        task(task_id="t", asset_grain="files", **kwargs)
+
+
+@pytest.mark.parametrize("status", ["timeout", "error"])
+def test_a_sensors_timeout_or_error_event_still_keeps_what_lineage_needs(status):
+    """assets.prepare_lineage runs before the verdict on the event, for the sensor too."""
+    from tests.tasks import TaskTry
+
+    sensor = FTSJobSensor(task_id="wait", job_id="job-1")
+    event = {"status": status, "job_ids": ["job-1"], "message": "over"}
+
+    with pytest.raises(Exception, match="over"):
+        sensor.execute_complete({"ti": TaskTry(task_id="wait")}, event)
+
+    assert sensor._fts_job_ids == ["job-1"]

@@ -123,3 +123,15 @@ def test_beyond_the_cap_one_event_per_directory_counts_files_and_bytes():
         "files": 334,
         "bytes": 3340,
     }
+
+
+def test_only_the_grids_own_schemes_are_normalised_so_other_teams_https_and_s3_assets_are_not():
+    from airflow_provider_fts.get_provider_info import get_provider_info
+
+    (registered,) = get_provider_info()["asset-uris"]
+
+    assert sorted(registered["schemes"]) == ["davs", "gsiftp", "root", "srm"]
+    assert Asset("https://API.example:443/report?day=1").uri == (
+        "https://API.example:443/report?day=1"
+    )  # as written: no handler of ours drops the port, the case or the query
+    assert asset_uri("https://se.example/data/f?authz=TOKEN") == "https://se.example/data/f"

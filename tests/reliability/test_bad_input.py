@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.hooks.fts import FTSHook
@@ -335,6 +336,47 @@ def test_wrong_input_is_refused_before_any_request(mistake, field, world, fts_em
     assert error.__cause__ is None
     assert error.__context__ is None or error.__suppress_context__
     assert sum(fts_emulator.requests.values()) == 0
+
+
+def sensor(job_id: object, password: str | None = None, **extra) -> Callable[[World], object]:
+    def run(world: World) -> object:
+        world.hook(password, **extra) if password or extra else world.proxy_hook()
+        task = FTSJobSensor(task_id="wait", job_id=job_id)
+        return task.execute({"ti": TaskTry(1, run_id="bad-input", task_id="wait")})
+
+    return run
+
+
+def operator_on(password: str | None, **extra) -> Callable[[World], object]:
+    def run(world: World) -> object:
+        world.hook(password, **extra)
+        task = FTSSubmitOperator(task_id="submit", transfers=[GOOD])
+        return task.execute({"ti": TaskTry(1, run_id="bad-input")})
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("mistake", "field"),
+    [
+        pytest.param(operator(job_params={"verify_checksm": "both"}), "job_params", id="typo"),
+        pytest.param(
+            operator(transfers=[("file:///etc/passwd", DST)]), "sources[0]", id="file-url"
+        ),
+        pytest.param(operator(job_params={"priority": 10}), "job_params.priority", id="prio"),
+        pytest.param(sensor(None), "job_id", id="none-job-id"),
+        pytest.param(operator_on("a-token", x509up_file="/tmp/x509up"), "", id="proxy+token"),
+        pytest.param(sensor("a-job", "a-token", x509up_file="/tmp/x509up"), "", id="sensor-cred"),
+    ],
+)
+def test_a_tasks_input_that_can_never_succeed_fails_it_for_good(mistake, field, world):
+    """No retry is spent on a typo: the error is final to Airflow and still names the fix."""
+    with pytest.raises(FTSValidationError) as caught:
+        mistake(world)
+
+    assert isinstance(caught.value, AirflowFailException), type(caught.value).__mro__
+    assert field in caught.value.field and "Fix: " in str(caught.value)
+    assert type(caught.value).__name__ in ("FTSValidationError", "FTSCredentialError")
 
 
 def test_a_task_with_a_bad_connection_logs_the_message_without_a_chain(

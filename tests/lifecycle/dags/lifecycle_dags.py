@@ -119,6 +119,36 @@ with dag("lc_mapped"):
         job_id=submit.output
     )
 
+# Six mapped deferred sensors on jobs of a minute, all marked failed at the same moment (the
+# suite's SQLite makes Airflow take many seconds to act on six marks at once).
+MARKED_AT_ONCE = 6
+with dag("lc_mark_mapped"):
+    submit = FTSSubmitOperator.partial(task_id="submit").expand(
+        transfers=[[mock_pair("lc_mark_mapped", f"f{n}", time=60)] for n in range(MARKED_AT_ONCE)]
+    )
+    FTSJobSensor.partial(task_id="wait", poke_interval=1, timeout=600, deferrable=True).expand(
+        job_id=submit.output
+    )
+
+# A permission error (EACCES, not recoverable) fails try 1 for good; the user fixes the
+# site and clears the task: the new try sends that file again.
+with dag("lc_fix"):
+    submit_and_wait(
+        [
+            (
+                "davs://site-a.example/lc_fix/f1",
+                f"davs://site-b.example/lc_fix/f1?time={SETTLE}",
+            ),
+            (
+                "davs://site-a.example/lc_fix/f2",
+                f"davs://flaky.example/lc_fix/f2?transfer_errno={EACCES}&time={SETTLE}",
+            ),
+        ],
+        deferrable=True,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+
 # The worker waits in its own process (not deferred); the test kills it with SIGKILL.
 with dag("lc_kill"):
     submit_and_wait(
