@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from airflow_provider_fts.client.certs import dn_string, is_proxy
 from airflow_provider_fts.client.submission import BASE_ID
 from airflow_provider_fts.testing.records import HTTPError
 from airflow_provider_fts.testing.voms import read_voms
+from airflow_provider_fts.testing.x509 import is_proxy, oneline
 
 if TYPE_CHECKING:
     from airflow_provider_fts.testing.tokens import TokenValidator
@@ -192,12 +192,12 @@ def identity_from_chain(chain: Sequence[x509.Certificate], host_dn: str | None =
         proxies.append(cert)
     else:
         return ANONYMOUS
-    user_dn = dn_string(eec.subject)
+    user_dn = oneline(eec.subject)
     fqans = _fqans(proxies)
     delegation_id = delegation_id_for(user_dn, fqans)
     return Identity(
         user_dn=user_dn,
-        dn=(user_dn, *(dn_string(p.subject) for p in reversed(proxies))),
+        dn=(user_dn, *(oneline(p.subject) for p in reversed(proxies))),
         voms_cred=tuple(fqans),
         vos=tuple(_vos(fqans)) or (delegation_id,),
         delegation_id=delegation_id,

@@ -29,20 +29,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from airflow_provider_fts.client.certs import (
-    build_proxy,
-    chain_not_after,
-    dn_string,
-    end_entity,
-    name_from_dn,
-    random_serial,
-)
 from airflow_provider_fts.testing.voms import (
     VOMS_EXTENSION_OID,
     der,
     der_children,
     encode_voms_extension,
 )
+from airflow_provider_fts.testing.x509 import end_entity, name_of, new_serial, oneline, sign_proxy
 
 __all__ = ["CA", "Blob", "Credential", "Voms", "subject_hash"]
 
@@ -108,7 +101,7 @@ class Credential:
 
     @property
     def dn(self) -> str:
-        return dn_string(self.certificate.subject)
+        return oneline(self.certificate.subject)
 
     @property
     def cert_pem(self) -> Blob:
@@ -163,7 +156,8 @@ class Credential:
         """
         now = datetime.now(UTC)
         not_before = not_before or now - _CLOCK_SKEW
-        not_after = not_after or min(now + lifetime, chain_not_after(self.chain))
+        chain_ends = min(cert.not_valid_after_utc for cert in self.chain)
+        not_after = not_after or min(now + lifetime, chain_ends)
         key = _new_key()
         extensions = []
         if voms is not None:
@@ -172,13 +166,13 @@ class Credential:
                     voms, end_entity(self.chain), not_before=not_before, not_after=not_after
                 )
             )
-        proxy = build_proxy(
+        proxy = sign_proxy(
             self.certificate,
             self.private_key,
             key.public_key(),
             not_before=not_before,
             not_after=not_after,
-            extra_extensions=extensions,
+            extensions=extensions,
         )
         return Credential(proxy, key, [proxy, *self.chain], self.ca)
 
@@ -194,14 +188,14 @@ class CA:
     ) -> None:
         self._key = _new_key()
         now = datetime.now(UTC)
-        name = name_from_dn(subject)
+        name = name_of(subject)
         public_key = self._key.public_key()
         self.certificate = (
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(name)
             .public_key(public_key)
-            .serial_number(random_serial())
+            .serial_number(new_serial())
             .not_valid_before(now - _CLOCK_SKEW)
             .not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -234,7 +228,7 @@ class CA:
             raise ValueError("issue_host_cert needs at least one hostname or IP address")
         alt_names = [_general_name(host) for host in hostnames]
         return self._issue(
-            name_from_dn(f"{_DN_BASE}/CN={hostnames[0]}"),
+            name_of(f"{_DN_BASE}/CN={hostnames[0]}"),
             lifetime=lifetime,
             usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
             alt_names=alt_names,
@@ -250,7 +244,7 @@ class CA:
     ) -> Credential:
         """A personal grid certificate (client authentication) with subject ``dn``."""
         return self._issue(
-            name_from_dn(dn),
+            name_of(dn),
             lifetime=lifetime,
             usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
             not_before=not_before,
@@ -271,7 +265,7 @@ class CA:
             signer_key=self._voms_server.private_key,
             not_before=not_before,
             not_after=not_after,
-            serial=random_serial(),
+            serial=new_serial(),
             server_uri=voms.server_uri,
         )
         return x509.UnrecognizedExtension(VOMS_EXTENSION_OID, value)
@@ -293,7 +287,7 @@ class CA:
             .subject_name(subject)
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
-            .serial_number(random_serial())
+            .serial_number(new_serial())
             .not_valid_before(not_before or now - _CLOCK_SKEW)
             .not_valid_after(not_after or now + lifetime)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -313,7 +307,7 @@ class CA:
         return Credential(certificate, key, [certificate], self)
 
     def __repr__(self) -> str:
-        return f"<CA {dn_string(self.certificate.subject)}>"
+        return f"<CA {oneline(self.certificate.subject)}>"
 
 
 def subject_hash(name: x509.Name) -> str:

@@ -22,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_fts.client.certs import dn_string
 from airflow_provider_fts.testing.delegations import DelegationStore
 from airflow_provider_fts.testing.engine import Engine
 from airflow_provider_fts.testing.faults import Faults
@@ -36,6 +35,7 @@ from airflow_provider_fts.testing.tokens import (
     TokenValidator,
     TrustedIssuer,
 )
+from airflow_provider_fts.testing.x509 import oneline
 
 __all__ = ["FTSEmulator"]
 
@@ -99,7 +99,7 @@ class FTSEmulator:
         self.engine = Engine(self.store, **engine_options)
         self.delegations = DelegationStore()
         self.service = FTSService(self.store, self.delegations)
-        self.host_dn = dn_string(host_credential.certificate.subject)
+        self.host_dn = oneline(host_credential.certificate.subject)
         self._run_engine = run_engine
 
     # ---- lifecycle
