@@ -24,6 +24,7 @@ from airflow_provider_fts.assets import (
     prepare_lineage,
 )
 from airflow_provider_fts.client.errors import FTSValidationError
+from airflow_provider_fts.client.states import ids_in_words
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import JOB_URL_KEY
 from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
@@ -73,7 +74,9 @@ class FTSTask(ReplicaLineage):
 
     def _push_job_url(self, context: Context, job_ids: Sequence[str]) -> None:
         """The first job's monitoring URL, for the "FTS job" link (no request is made)."""
-        context["ti"].xcom_push(key=JOB_URL_KEY, value=self.hook.job_url(job_ids[0]))
+        url = self.hook.job_url(job_ids[0])
+        context["ti"].xcom_push(key=JOB_URL_KEY, value=url)
+        self.log.info("FTS jobs %s: %s", ids_in_words(job_ids), url)
 
     def _defer_wait(self, job_ids: list[str], poll_interval: float, timeout: float | None) -> None:
         """Wait in the triggerer; ``execute_complete`` resumes with its event.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -189,6 +189,13 @@ def is_recoverable(entry: Mapping[str, Any]) -> bool:
     passing fault would fail a transfer that the next try can make.
     """
     return entry["recoverable"] is None or bool(entry["recoverable"])
+
+
+def ids_in_words(job_ids: Sequence[str], named: int = 5) -> str:
+    """Job ids for a log line, short whatever their number: each up to ``named`` ids,
+    else the first ones and how many more (``a, b, c, d, e and 4995 more``)."""
+    shown = ", ".join(job_ids[:named])
+    return shown if len(job_ids) <= named else f"{shown} and {len(job_ids) - named} more"
 
 
 def jobs_in_words(job_states: Mapping[str, Any], named: int = 5) -> str:

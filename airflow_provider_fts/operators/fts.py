@@ -224,7 +224,6 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         result = job_ids[0] if len(job_ids) == 1 else job_ids
         context["ti"].xcom_push(key=JOB_ID_KEY, value=result)
         self._push_job_url(context, job_ids)
-        self.log.info("FTS jobs %s: %s", ", ".join(job_ids), self.hook.job_url(job_ids[0]))
         if self.wait_for_completion:
             self._wait(job_ids, earlier, context)
         return result
