@@ -52,7 +52,8 @@ white-space:nowrap}.FINISHED{background:var(--ok)}.FAILED{background:var(--bad)}
 .alert{border:1px solid var(--bad);border-radius:6px;padding:12px 14px;background:var(--panel)}
 form{display:flex;gap:8px;flex-wrap:wrap;align-items:end;margin:0 0 8px}
 select,button{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);
-border-radius:4px;padding:3px 6px}svg{max-width:100%;height:auto}
+border-radius:4px;padding:3px 6px}.charts{display:flex;gap:16px;flex-wrap:wrap}
+.charts svg{flex:1 1 380px;max-width:560px;height:auto}td.t{white-space:nowrap}
 svg text{fill:var(--muted);font-size:11px}.pager{margin:8px 0;display:flex;gap:12px}
 """
 # Airflow's UI keeps the mode a user chose in localStorage; the tab shares its origin.
@@ -174,7 +175,7 @@ def _charts(files: list[FileRow], job: str) -> str:
         f'<text x="{W - PAD}" y=12 text-anchor=end>bytes done (dashed): '
         f"{escape(_bytes(total_bytes))}</text></svg>"
     )
-    return progress_svg + _throughput_svg(files, t0, t1, x)
+    return f"<div class=charts>{progress_svg}{_throughput_svg(files, t0, t1, x)}</div>"
 
 
 def _axes(t0: float, t1: float) -> str:
@@ -233,7 +234,7 @@ def _jobs_table(jobs: list[Job]) -> str:
             f"<td>{_badge(job.state)}</td><td class=num>{job.files}</td><td>{escape(states)}</td>"
             f"<td class=num>{escape(_bytes(job.bytes_total))}</td>"
             f"<td class=num>{escape(_rate(job.throughput))}</td>"
-            f"<td>{_time(job.submitted)}</td><td>{_time(job.ended)}</td>"
+            f"<td class=t>{_time(job.submitted)}</td><td class=t>{_time(job.ended)}</td>"
             f"<td>{escape(job.source_se)} → {escape(job.dest_se)}</td></tr>"
         )
     head = (
@@ -274,8 +275,8 @@ def _files(report: Report, filters: Filters, page: int, per_page: int, downloads
         f"<tr><td>{escape(f.job_id[:8])}…</td><td class=num>{tried.get(f.job_id) or '-'}</td>"
         f"<td class=num>{f.file_id}</td><td>{_badge(f.state)}</td>"
         f"<td class=url>{escape(f.source)}</td><td class=url>{escape(f.destination)}</td>"
-        f"<td class=num>{escape(_bytes(f.size))}</td><td>{_time(f.start)}</td>"
-        f"<td>{_time(f.finish)}</td><td>{escape(f.reason)}</td></tr>"
+        f"<td class=num>{escape(_bytes(f.size))}</td><td class=t>{_time(f.start)}</td>"
+        f"<td class=t>{_time(f.finish)}</td><td>{escape(f.reason)}</td></tr>"
         for f in rows
     )
     head = (

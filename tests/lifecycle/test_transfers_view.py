@@ -156,8 +156,11 @@ def view_problems(driver, tries: list[str]) -> list[str]:
     problems += ["no throughput chart"] * (
         not driver.find_elements(By.CSS_SELECTOR, "svg#throughput")
     )
-    groups = [("ETIMEDOUT", "recoverable"), ("No such file", "not recoverable")]
-    missing = [g for g in groups if not any(g[0] in f and g[1] in f for f in failures)]
+    groups = [
+        "TRANSFER [110] Connection timed out recoverable 2",
+        "SOURCE [2] No such file or directory not recoverable 1",
+    ]
+    missing = [g for g in groups if not any(f.startswith(g) for f in failures)]
     problems += [f"failure groups {missing} not in {failures}"] * bool(missing)
     problems += [f"file table: {files}"] * (len(files) != 9)
     problems += ["a signed URL query reached the page"] * ("?size=" in driver.page_source)
