@@ -8,7 +8,7 @@ nothing from the internet.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 from urllib.parse import urlencode
@@ -80,16 +80,24 @@ def render_page(
     :param per_page: rows per page.
     :param downloads: the path of the file report (``.csv`` / ``.json`` are appended).
     """
-    chosen = [f for f in report.files if not filters.job or f.job_id == filters.job]
+    job = filters.job
+
+    def part(name: str, make: Callable[[], str]) -> str:  # the same for every page and filter
+        return report.memo((name, job), make)
+
+    def chosen() -> list[FileRow]:
+        return report.memo(("files", job), lambda: [f for f in report.files if f.job_id == job])
+
+    files = chosen if job else lambda: report.files
     body = [
         f"<h1>FTS transfers</h1><div class=muted>{escape(title)}</div>",
-        _tiles(report),
+        part("tiles", lambda: _tiles(report)),
         "<h2>Progress</h2>",
-        _charts(chosen, filters.job),
+        part("charts", lambda: _charts(files(), job)),
         "<h2>Jobs</h2>",
         _jobs_table(report.jobs),
         "<h2>Failures by reason</h2>",
-        _failures(chosen, filters),
+        part("failures", lambda: _failures(files(), filters)),
         "<h2>Files</h2>",
         _files(report, filters, page, per_page, downloads),
     ]
@@ -296,8 +304,8 @@ def _files(report: Report, filters: Filters, page: int, per_page: int, downloads
 
 
 def _filter_form(report: Report, filters: Filters) -> str:
-    states = sorted({f.state for f in report.files})
-    reasons = sorted({f.reason for f in report.files if f.reason})
+    states = report.memo("states", lambda: sorted({f.state for f in report.files}))
+    reasons = report.memo("reasons", lambda: sorted({f.reason for f in report.files if f.reason}))
     jobs = [(j.job_id, f"{j.job_id[:8]}… try {j.made_by.try_number}") for j in report.jobs]
     return (
         "<form method=get action='#files'>"

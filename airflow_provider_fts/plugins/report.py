@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from airflow_provider_fts.client.errors import (
     FTSConnectionError,
@@ -38,6 +38,7 @@ from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The file fields the view reads (``?files=``): no checksum, metadata or token id.
 FILE_FIELDS = (
@@ -134,15 +135,25 @@ class Report:
 
     jobs: list[Job]
     files: list[FileRow]
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def active(self) -> bool:
         return any(job.active for job in self.jobs)
 
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
+        """``compute()``, once per report: a cached report answers each view from memory."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
     def only(self, task_id: str | None, map_index: int | None) -> Report:
         """The jobs (and files) of one task instance; all when ``task_id`` is None."""
         if task_id is None:
             return self
+        return self.memo(("only", task_id, map_index), lambda: self._only(task_id, map_index))
+
+    def _only(self, task_id: str, map_index: int | None) -> Report:
         jobs = [
             j
             for j in self.jobs
