@@ -45,7 +45,7 @@ min-width:110px}.tile b{display:block;font-size:18px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600}td.num,th.num{text-align:right}
-.url{max-width:360px;overflow-wrap:anywhere}
+.url{min-width:160px;max-width:360px;overflow-wrap:anywhere}.scroll{overflow-x:auto}
 .state{border-radius:4px;padding:1px 6px;font-size:12px;color:#fff;background:var(--muted);
 white-space:nowrap}.FINISHED{background:var(--ok)}.FAILED{background:var(--bad)}
 .CANCELED,.FINISHEDDIRTY{background:var(--warn)}.ACTIVE,.STARTED,.STAGING,.ARCHIVING{background:var(--run)}
@@ -53,7 +53,7 @@ white-space:nowrap}.FINISHED{background:var(--ok)}.FAILED{background:var(--bad)}
 form{display:flex;gap:8px;flex-wrap:wrap;align-items:end;margin:0 0 8px}
 select,button{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);
 border-radius:4px;padding:3px 6px}.charts{display:flex;gap:16px;flex-wrap:wrap}
-.charts svg{flex:1 1 380px;max-width:560px;height:auto}td.t{white-space:nowrap}
+.charts svg{flex:1 1 360px;max-width:520px;height:auto}td.t{white-space:nowrap}
 svg text{fill:var(--muted);font-size:11px}.pager{margin:8px 0;display:flex;gap:12px}
 """
 # Airflow's UI keeps the mode a user chose in localStorage; the tab shares its origin.
@@ -151,7 +151,7 @@ def _tiles(report: Report) -> str:
 
 # -- the charts --------------------------------------------------------------------------
 
-W, H, PAD = 720, 180, 36
+W, H, PAD = 480, 160, 30
 
 
 def _charts(files: list[FileRow], job: str) -> str:
@@ -238,19 +238,19 @@ def _jobs_table(jobs: list[Job]) -> str:
             f"<tr><td><a href='{escape(job.url)}' target=_blank rel=noopener "
             f"title='{escape(job.job_id)} in FTS monitoring'>{escape(job.job_id[:8])}…</a> "
             f"<a href='?{urlencode({'job': job.job_id})}#files' class=muted>files</a></td>"
-            f"<td>{escape(task)}</td><td>{tried}{resent}, chunk {by.chunk}</td>"
+            f"<td>{escape(task)}</td><td class=t>{tried}{resent}<br>chunk {by.chunk}</td>"
             f"<td>{_badge(job.state)}</td><td class=num>{job.files}</td><td>{escape(states)}</td>"
             f"<td class=num>{escape(_bytes(job.bytes_total))}</td>"
             f"<td class=num>{escape(_rate(job.throughput))}</td>"
             f"<td class=t>{_time(job.submitted)}</td><td class=t>{_time(job.ended)}</td>"
-            f"<td>{escape(job.source_se)} → {escape(job.dest_se)}</td></tr>"
+            f"<td class=url>{escape(job.source_se)} → {escape(job.dest_se)}</td></tr>"
         )
     head = (
         "<tr><th>Job</th><th>Task</th><th>Made by</th><th>State</th><th class=num>Files</th>"
         "<th>Files per state</th><th class=num>Bytes</th><th class=num>Throughput</th>"
         "<th>Submitted</th><th>Ended</th><th>Endpoints</th></tr>"
     )
-    return f"<table id=jobs>{head}{''.join(rows)}</table>"
+    return f"<div class=scroll><table id=jobs>{head}{''.join(rows)}</table></div>"
 
 
 def _failures(files: list[FileRow], filters: Filters) -> str:
@@ -299,7 +299,8 @@ def _files(report: Report, filters: Filters, page: int, per_page: int, downloads
         f"<div class=muted>{count} files match; page {page} of {last}. Download: "
         f"<a id=csv href='{escape(downloads)}.csv?{escape(query)}' download>CSV</a> · "
         f"<a id=json href='{escape(downloads)}.json?{escape(query)}' download>JSON</a></div>"
-        f"<table id=file-table>{head}{lines}</table>{_pager(filters, page, last)}</div>"
+        f"<div class=scroll><table id=file-table>{head}{lines}</table></div>"
+        f"{_pager(filters, page, last)}</div>"
     )
 
 

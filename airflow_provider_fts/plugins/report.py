@@ -455,7 +455,7 @@ class ReportCache:
     """
 
     def __init__(
-        self, max_files: int = 1_000_000, ended_ttl: float = 600.0, active_ttl: float = 10.0
+        self, max_files: int = 500_000, ended_ttl: float = 600.0, active_ttl: float = 10.0
     ) -> None:
         self.max_files = max_files
         self.ended_ttl = ended_ttl
