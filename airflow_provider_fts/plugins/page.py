@@ -45,7 +45,7 @@ min-width:110px}.tile b{display:block;font-size:18px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600}td.num,th.num{text-align:right}
-.url{min-width:160px;max-width:360px;overflow-wrap:anywhere}.scroll{overflow-x:auto}
+.url{min-width:150px;max-width:280px;overflow-wrap:anywhere}.why{min-width:180px}.scroll{overflow-x:auto}
 .state{border-radius:4px;padding:1px 6px;font-size:12px;color:#fff;background:var(--muted);
 white-space:nowrap}.FINISHED{background:var(--ok)}.FAILED{background:var(--bad)}
 .CANCELED,.FINISHEDDIRTY{background:var(--warn)}.ACTIVE,.STARTED,.STAGING,.ARCHIVING{background:var(--run)}
@@ -240,7 +240,7 @@ def _jobs_table(jobs: list[Job]) -> str:
             f"<a href='?{urlencode({'job': job.job_id})}#files' class=muted>files</a></td>"
             f"<td>{escape(task)}</td><td class=t>{tried}{resent}<br>chunk {by.chunk}</td>"
             f"<td>{_badge(job.state)}</td><td class=num>{job.files}</td><td>{escape(states)}</td>"
-            f"<td class=num>{escape(_bytes(job.bytes_total))}</td>"
+            f"<td class='num t'>{escape(_bytes(job.bytes_total))}</td>"
             f"<td class=num>{escape(_rate(job.throughput))}</td>"
             f"<td class=t>{_time(job.submitted)}</td><td class=t>{_time(job.ended)}</td>"
             f"<td class=url>{escape(job.source_se)} → {escape(job.dest_se)}</td></tr>"
@@ -283,8 +283,8 @@ def _files(report: Report, filters: Filters, page: int, per_page: int, downloads
         f"<tr><td>{escape(f.job_id[:8])}…</td><td class=num>{tried.get(f.job_id) or '-'}</td>"
         f"<td class=num>{f.file_id}</td><td>{_badge(f.state)}</td>"
         f"<td class=url>{escape(f.source)}</td><td class=url>{escape(f.destination)}</td>"
-        f"<td class=num>{escape(_bytes(f.size))}</td><td class=t>{_time(f.start)}</td>"
-        f"<td class=t>{_time(f.finish)}</td><td>{escape(f.reason)}</td></tr>"
+        f"<td class='num t'>{escape(_bytes(f.size))}</td><td class=t>{_time(f.start)}</td>"
+        f"<td class=t>{_time(f.finish)}</td><td class=why>{escape(f.reason)}</td></tr>"
         for f in rows
     )
     head = (
@@ -360,9 +360,11 @@ def _rate(per_second: float | None) -> str:
 
 
 def _time(seconds: float | None) -> str:
+    """Month, day and time (UTC), the year in the tooltip: tables stay narrow."""
     if seconds is None:
         return ""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"<span title='{moment:%Y-%m-%d %H:%M:%S} UTC'>{moment:%m-%d %H:%M:%S}</span>"
 
 
 def _clock(seconds: float) -> str:

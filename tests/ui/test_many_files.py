@@ -11,6 +11,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -20,10 +21,12 @@ from airflow_provider_fts.plugins.report import (
     Filters,
     FTSTask,
     Report,
+    ReportCache,
     build_report,
     public_url,
 )
 from airflow_provider_fts.plugins.transfers import stream_csv, stream_json
+from airflow_provider_fts.testing.server import FTSEmulator
 
 from .many_files import REASONS, many_files_run, start_emulator
 
@@ -34,18 +37,23 @@ ROW = re.compile(r"<tr><td>[0-9a-f]{8}…</td><td class=num>1</td><td class=num>
 
 
 @pytest.fixture(scope="module")
-def fts_records(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict], FTSTask]]:
-    """The emulator's file rows of the run (the test reads the report against them)."""
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FTSEmulator]:
     emulator, connection = start_emulator(tmp_path_factory.mktemp("many-pki"))
     os.environ["AIRFLOW_CONN_FTS_MANY"] = connection
     try:
-        task = many_files_run(emulator, "many-1", FILES)
-        with emulator.store.lock:
-            rows = [dict(r) for j in emulator.store.stored_jobs() for r in j.files]
-        yield rows, task
+        yield emulator
     finally:
         emulator.stop()
         del os.environ["AIRFLOW_CONN_FTS_MANY"]
+
+
+@pytest.fixture(scope="module")
+def fts_records(emulator: FTSEmulator) -> tuple[list[dict], FTSTask]:
+    """The emulator's file rows of the run (the test reads the report against them)."""
+    task = many_files_run(emulator, "many-1", FILES)
+    with emulator.store.lock:
+        rows = [dict(r) for j in emulator.store.stored_jobs() for r in j.files]
+    return rows, task
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +121,18 @@ def test_the_page_is_small_and_fetches_nothing(report):
 
     assert len(html) < 60_000
     assert "src=" not in html and "<link" not in html  # one document, nothing to fetch
+
+
+def test_ten_viewers_at_once_cost_fts_one_read(emulator, fts_records):
+    cache = ReportCache()
+    emulator.reset_counts()
+
+    def view(_: int) -> Report:
+        return cache.get("run", lambda: build_report(FTSHook, [fts_records[1]]))
+
+    with ThreadPoolExecutor(10) as viewers:
+        reports = list(viewers.map(view, range(10)))
+
+    assert all(r is reports[0] for r in reports)
+    reads = {route: n for route, n in emulator.requests.items() if route.startswith("GET /jobs")}
+    assert sum(reads.values()) == 1, reads
