@@ -321,15 +321,13 @@ def _count(job: Job, rows: list[FileRow]) -> None:
 
 def public_url(url: object) -> str:
     """A file URL without what may be secret: its query (signatures) and user part."""
-    text = str(url or "")
-    if "?" not in text and "@" not in text:
-        return text
-    base, has_query, _ = text.partition("?")
-    scheme, has_authority, rest = base.partition("://")
-    if has_authority:
+    base, has_query, _ = str(url or "").partition("?")
+    if "@" in base:
+        scheme, has_authority, rest = base.partition("://")
         authority, slash, path = rest.partition("/")
-        base = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
-    return base + ("?…" if has_query else "")
+        if has_authority and "@" in authority:
+            base = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    return base + "?…" if has_query else base
 
 
 # -- what the page shows ---------------------------------------------------------------
