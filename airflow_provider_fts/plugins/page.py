@@ -45,7 +45,7 @@ min-width:110px}.tile b{display:block;font-size:18px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600}td.num,th.num{text-align:right}
-.url{min-width:150px;max-width:280px;overflow-wrap:anywhere}.why{min-width:180px}.scroll{overflow-x:auto}
+.url{min-width:140px;max-width:260px;overflow-wrap:anywhere}.why{min-width:180px}.scroll{overflow-x:auto}
 .state{border-radius:4px;padding:1px 6px;font-size:12px;color:#fff;background:var(--muted);
 white-space:nowrap}.FINISHED{background:var(--ok)}.FAILED{background:var(--bad)}
 .CANCELED,.FINISHEDDIRTY{background:var(--warn)}.ACTIVE,.STARTED,.STAGING,.ARCHIVING{background:var(--run)}
@@ -231,7 +231,7 @@ def _jobs_table(jobs: list[Job]) -> str:
     for job in jobs:
         by = job.made_by
         task = by.task_id + (f"[{by.map_index}]" if by.map_index >= 0 else "")
-        tried = f"try {by.try_number}" if by.try_number else "reused"
+        tried = f"try {by.try_number}" if by.try_number else "pushed"
         resent = " (resent)" if by.try_number > 1 else ""
         states = ", ".join(f"{n} {s}" for s, n in sorted(job.file_states.items()))
         rows.append(
@@ -242,13 +242,13 @@ def _jobs_table(jobs: list[Job]) -> str:
             f"<td>{_badge(job.state)}</td><td class=num>{job.files}</td><td>{escape(states)}</td>"
             f"<td class='num t'>{escape(_bytes(job.bytes_total))}</td>"
             f"<td class=num>{escape(_rate(job.throughput))}</td>"
-            f"<td class=t>{_time(job.submitted)}</td><td class=t>{_time(job.ended)}</td>"
+            f"<td class=t>{_time(job.submitted)}<br>{_time(job.ended)}</td>"
             f"<td class=url>{escape(job.source_se)} → {escape(job.dest_se)}</td></tr>"
         )
     head = (
         "<tr><th>Job</th><th>Task</th><th>Made by</th><th>State</th><th class=num>Files</th>"
         "<th>Files per state</th><th class=num>Bytes</th><th class=num>Throughput</th>"
-        "<th>Submitted</th><th>Ended</th><th>Endpoints</th></tr>"
+        "<th>Submitted<br>ended</th><th>Endpoints</th></tr>"
     )
     return f"<div class=scroll><table id=jobs>{head}{''.join(rows)}</table></div>"
 
@@ -280,17 +280,19 @@ def _files(report: Report, filters: Filters, page: int, per_page: int, downloads
         count += 1
     tried = {j.job_id: j.made_by.try_number for j in report.jobs}
     lines = "".join(
-        f"<tr><td>{escape(f.job_id[:8])}…</td><td class=num>{tried.get(f.job_id) or '-'}</td>"
+        f"<tr><td class=t>{escape(f.job_id[:8])}…<br>"
+        f"<span class=muted>try {tried.get(f.job_id) or '-'}</span></td>"
         f"<td class=num>{f.file_id}</td><td>{_badge(f.state)}</td>"
         f"<td class=url>{escape(f.source)}</td><td class=url>{escape(f.destination)}</td>"
-        f"<td class='num t'>{escape(_bytes(f.size))}</td><td class=t>{_time(f.start)}</td>"
-        f"<td class=t>{_time(f.finish)}</td><td class=why>{escape(f.reason)}</td></tr>"
+        f"<td class='num t'>{escape(_bytes(f.size))}</td>"
+        f"<td class=t>{_time(f.start)}<br>{_time(f.finish)}</td>"
+        f"<td class=why>{escape(f.reason)}</td></tr>"
         for f in rows
     )
     head = (
-        "<tr><th>Job</th><th class=num>Try</th><th class=num>File</th><th>State</th>"
-        "<th>Source</th><th>Destination</th><th class=num>Size</th><th>Started</th>"
-        "<th>Finished</th><th>Reason</th></tr>"
+        "<tr><th>Job</th><th class=num>File</th><th>State</th><th>Source</th>"
+        "<th>Destination</th><th class=num>Size</th><th>Started<br>finished</th>"
+        "<th>Reason</th></tr>"
     )
     query = urlencode(filters._asdict())
     last = max(1, -(-count // per_page))

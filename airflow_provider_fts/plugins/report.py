@@ -448,14 +448,20 @@ class ReportCache:
     """Reports by key, bounded by their total files; one read per key at a time.
 
     :param max_files: most files kept in all cached reports together.
+    :param max_entries: most reports (and failures) kept.
     :param ended_ttl: seconds a report of ended jobs is kept.
     :param active_ttl: seconds a report with active jobs (or a failure) is kept.
     """
 
     def __init__(
-        self, max_files: int = 500_000, ended_ttl: float = 600.0, active_ttl: float = 10.0
+        self,
+        max_files: int = 500_000,
+        max_entries: int = 256,
+        ended_ttl: float = 600.0,
+        active_ttl: float = 10.0,
     ) -> None:
         self.max_files = max_files
+        self.max_entries = max_entries
         self.ended_ttl = ended_ttl
         self.active_ttl = active_ttl
         self._entries: OrderedDict[Any, _Entry] = OrderedDict()
@@ -487,13 +493,11 @@ class ReportCache:
 
     def _evict(self) -> None:
         total = sum(e.size for e in self._entries.values())
-        while total > self.max_files and len(self._entries) > 1:
+        while len(self._entries) > 1 and (
+            total > self.max_files or len(self._entries) > self.max_entries
+        ):
             _, oldest = self._entries.popitem(last=False)
             total -= oldest.size
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 # -- small helpers ---------------------------------------------------------------------

@@ -159,7 +159,8 @@ def _report(session: SessionDep, dag_id: str, run_id: str) -> Report:
     tasks = fts_tasks(session, dag_id, run_id)
     if tasks is None:
         raise HTTPException(404, f"DAG {dag_id} has no run {run_id}.")
-    return cache.get((dag_id, run_id), lambda: build_report(hook_for, tasks))
+    # The tasks are in the key: a new try or newly pushed ids make a new report at once.
+    return cache.get((dag_id, run_id, tuple(tasks)), lambda: build_report(hook_for, tasks))
 
 
 def fts_tasks(session: SessionDep, dag_id: str, run_id: str) -> list[FTSTask] | None:
@@ -182,6 +183,7 @@ def fts_tasks(session: SessionDep, dag_id: str, run_id: str) -> list[FTSTask] | 
             )
         )
     }
+    conn_ids = _conn_ids(session, dag_id, run_id)
     tasks = []
     for task_id, map_index, try_number, operator, custom_name in rows:
         ids = pushed.get((task_id, map_index))
@@ -194,25 +196,26 @@ def fts_tasks(session: SessionDep, dag_id: str, run_id: str) -> list[FTSTask] | 
                 task_id=task_id,
                 map_index=map_index,
                 try_number=try_number or 0,
-                conn_id=_conn_id(session, dag_id, run_id, task_id, map_index),
+                conn_id=conn_ids.get((task_id, map_index)) or FTSHook.default_conn_name,
                 pushed=tuple([ids] if isinstance(ids, str) else ids or ()),
             )
         )
     return tasks
 
 
-def _conn_id(session: SessionDep, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
-    """The connection the task rendered (its ``fts_conn_id`` may be a template)."""
-    rendered = session.scalar(
-        select(RenderedTaskInstanceFields.rendered_fields).where(
-            RenderedTaskInstanceFields.dag_id == dag_id,
-            RenderedTaskInstanceFields.run_id == run_id,
-            RenderedTaskInstanceFields.task_id == task_id,
-            RenderedTaskInstanceFields.map_index == map_index,
+def _conn_ids(session: SessionDep, dag_id: str, run_id: str) -> dict[tuple[str, int], str]:
+    """The connection each task instance rendered (its ``fts_conn_id`` may be a template)."""
+    table = RenderedTaskInstanceFields
+    rows = session.execute(
+        select(table.task_id, table.map_index, table.rendered_fields).where(
+            table.dag_id == dag_id, table.run_id == run_id
         )
     )
-    conn_id = (rendered or {}).get("fts_conn_id")
-    return conn_id if isinstance(conn_id, str) and conn_id else FTSHook.default_conn_name
+    return {
+        (task_id, map_index): conn_id
+        for task_id, map_index, fields in rows
+        if isinstance(conn_id := (fields or {}).get("fts_conn_id"), str) and conn_id
+    }
 
 
 _hooks: dict[str, tuple[float, FTSHook]] = {}
