@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -107,8 +108,11 @@ def run_files(
     """The per-file report (``csv`` or ``json``) of the run, or of one task instance."""
     if kind not in STREAMS:
         raise HTTPException(404, "Ask for files.csv or files.json.")
-    report = _report(session, dag_id, run_id).only(task_id, _map_index(map_index))
-    name = f"fts-files-{dag_id}-{run_id}".replace('"', "")
+    try:
+        report = _report(session, dag_id, run_id).only(task_id, _map_index(map_index))
+    except Unavailable as error:
+        raise HTTPException(503, f"{error.problem} What to do: {error.fix}") from None
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"fts-files-{dag_id}-{run_id}")
     media, stream = STREAMS[kind]
     return StreamingResponse(
         stream(report, filters),

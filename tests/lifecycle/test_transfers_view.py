@@ -126,7 +126,7 @@ def test_fts_down_the_page_says_what_to_do_and_the_api_server_stays_well(airflow
 # -- the tab, in a browser -----------------------------------------------------------------
 
 
-def open_tab(driver, stack: AirflowStack, path: str):
+def open_tab(driver, stack: AirflowStack, path: str) -> None:
     """Open an Airflow page, click its "FTS transfers" tab and enter the tab's frame."""
     from selenium.webdriver.common.by import By
 
@@ -139,7 +139,6 @@ def open_tab(driver, stack: AirflowStack, path: str):
     driver.switch_to.frame(frame)
     wait_xpath(driver, "//table[@id='jobs'] | //div[@role='alert']", "the view")
     assert not driver.find_elements(By.XPATH, "//div[@role='alert']"), driver.page_source[:3000]
-    return frame
 
 
 def view_problems(driver, tries: list[str]) -> list[str]:
@@ -171,6 +170,8 @@ def view_problems(driver, tries: list[str]) -> list[str]:
 def test_the_tab_on_the_run_and_on_the_task_instance(
     browser, airflow_stack, view_run, artifacts: Path
 ):
+    from selenium.webdriver.common.by import By
+
     problems = []
     pages = {
         "run": f"/dags/lc_view/runs/{view_run.run_id}",
@@ -182,11 +183,12 @@ def test_the_tab_on_the_run_and_on_the_task_instance(
                 "Emulation.setEmulatedMedia",
                 {"features": [{"name": "prefers-color-scheme", "value": mode}]},
             )
-            frame = open_tab(browser, airflow_stack, path)
+            open_tab(browser, airflow_stack, path)
             problems += [f"{name}, {mode}: {p}" for p in view_problems(browser, ["try 1", "try 2"])]
+            view = browser.find_element(By.TAG_NAME, "body")  # the tab's page alone
+            view.screenshot(str(artifacts / f"fts-transfers-{name}-{mode}-tab.png"))
             browser.switch_to.default_content()
             settle_and_shoot(browser, artifacts / f"fts-transfers-{name}-{mode}.png")
-            frame.screenshot(str(artifacts / f"fts-transfers-{name}-{mode}-tab.png"))
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     assert not problems, "the FTS transfers tab:\n- " + "\n- ".join(problems)
 

@@ -11,15 +11,15 @@ from airflow_provider_fts.operators.fts import FTSSubmitOperator
 
 ETIMEDOUT, ENOENT = 110, 2
 
+
+def dag(dag_id: str) -> DAG:
+    start = pendulum.datetime(2024, 1, 1, tz="UTC")
+    return DAG(dag_id, schedule=None, start_date=start, catchup=False, tags=["lifecycle"])
+
+
 # Six files copied at different times, one failing with a recoverable error (resent by the
 # Airflow retry, failing again) and one whose source is missing (never resent).
-with DAG(
-    "lc_view",
-    schedule=None,
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    tags=["lifecycle"],
-):
+with dag("lc_view"):
     FTSSubmitOperator(
         task_id="transfer",
         transfers=[
@@ -47,13 +47,7 @@ with DAG(
     )
 
 # One long transfer, submitted without waiting: an active job to read while FTS is down.
-with DAG(
-    "lc_view_down",
-    schedule=None,
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    tags=["lifecycle"],
-):
+with dag("lc_view_down"):
     FTSSubmitOperator(
         task_id="submit",
         transfers=[("mock://mock-a.example/lc_view_down/f1", "mock://mock-b.example/x?time=60")],
