@@ -424,7 +424,7 @@ def unavailable(error: Exception, conn_id: str) -> Unavailable:
         return Unavailable(f"FTS answered with an error for {where}: {error}", "Try again later.")
     if type(error).__name__ == "AirflowNotFoundException":
         return Unavailable(
-            f"{where[4:].capitalize()} is not defined where the API server can read it.",
+            f"The Airflow connection {conn_id!r} is not defined where the API server can read it.",
             "Define it in the metadata database or a secrets backend the API server uses.",
         )
     return Unavailable(
