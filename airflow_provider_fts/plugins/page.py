@@ -56,10 +56,12 @@ border-radius:4px;padding:3px 6px}.charts{display:flex;gap:16px;flex-wrap:wrap}
 .charts svg{flex:1 1 360px;max-width:520px;height:auto}td.t{white-space:nowrap}
 svg text{fill:var(--muted);font-size:11px}.pager{margin:8px 0;display:flex;gap:12px}
 """
-# Airflow's UI keeps the mode a user chose in localStorage; the tab shares its origin.
+# The tab is a same-origin frame: it takes the mode Airflow's page shows (its root element's
+# class, set by the UI's theme switch), else the browser's.
 THEME_SCRIPT = (
-    "<script>try{var m=localStorage.getItem('chakra-ui-color-mode');"
-    "if(m==='dark'||m==='light')document.documentElement.dataset.theme=m}catch(e){}</script>"
+    "<script>try{var c=parent.document.documentElement.classList,"
+    "m=c.contains('dark')?'dark':c.contains('light')?'light':'';"
+    "if(m)document.documentElement.dataset.theme=m}catch(e){}</script>"
 )
 
 

@@ -63,6 +63,19 @@ def fts_files(emulator, run: Run) -> list[dict]:
 
 
 # -- the routes, over HTTP -----------------------------------------------------------------
+
+
+def test_the_api_server_lists_the_plugin_with_its_two_tabs(airflow_stack):
+    plugins = airflow_stack.get("/api/v2/plugins")["plugins"]
+    errors = airflow_stack.get("/api/v2/plugins/importErrors")["import_errors"]
+
+    (plugin,) = [p for p in plugins if p["name"] == "fts_transfers"]
+    tabs = {(v["name"], v["destination"]) for v in plugin["external_views"]}
+    assert tabs == {("FTS transfers", "dag_run"), ("FTS transfers", "task_instance")}
+    assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/fts-transfers"]
+    assert not errors
+
+
 # (The suite's auth manager admits everyone as admin: refusals are tested in tests/ui.)
 
 
@@ -121,6 +134,13 @@ def test_fts_down_the_page_says_what_to_do_and_the_api_server_stays_well(airflow
         interval=2,
     )
     assert "<table id=jobs>" in page
+    assert 'http-equiv="refresh"' in page  # its job is active: the page reloads itself
+
+
+def test_a_page_of_ended_jobs_does_not_reload_itself(airflow_stack, view_run):
+    page = airflow_stack.request("GET", run_path(view_run)).text
+
+    assert "<table id=jobs>" in page and 'http-equiv="refresh"' not in page
 
 
 # -- the tab, in a browser -----------------------------------------------------------------
@@ -167,6 +187,14 @@ def view_problems(driver, tries: list[str]) -> list[str]:
     return problems
 
 
+def is_dark(css_color: str) -> bool:
+    """Whether an ``rgb(r, g, b)`` colour is closer to black than to white."""
+    red, green, blue = (
+        int(part) for part in css_color[css_color.index("(") + 1 : -1].split(",")[:3]
+    )
+    return red + green + blue < 3 * 128
+
+
 def test_the_tab_on_the_run_and_on_the_task_instance(
     browser, airflow_stack, view_run, artifacts: Path
 ):
@@ -185,6 +213,11 @@ def test_the_tab_on_the_run_and_on_the_task_instance(
             )
             open_tab(browser, airflow_stack, path)
             problems += [f"{name}, {mode}: {p}" for p in view_problems(browser, ["try 1", "try 2"])]
+            background = browser.execute_script(
+                "return getComputedStyle(document.body).backgroundColor"
+            )
+            if is_dark(background) != (mode == "dark"):
+                problems.append(f"{name}, {mode}: the background is {background}")
             view = browser.find_element(By.TAG_NAME, "body")  # the tab's page alone
             view.screenshot(str(artifacts / f"fts-transfers-{name}-{mode}-tab.png"))
             browser.switch_to.default_content()
