@@ -206,32 +206,46 @@ def read_jobs_with_files(hook: FTSHook, job_ids: Sequence[str]) -> list[dict]:
     return [r for r in records if not is_job_error_entry(r)]
 
 
-def find_jobs(hook: FTSHook, task: FTSTask) -> list[tuple[TaskTry, dict]]:
-    """Every job of every try of ``task`` that FTS knows, with its files."""
-    if task.pushed:
-        made_by = job_candidates(task, hook.expected_job_id, range(len(task.pushed)))
-        for chunk, job_id in enumerate(task.pushed):  # a reused job keeps its own try
-            made_by.setdefault(job_id, TaskTry(task.task_id, task.map_index, 0, chunk))
-        return [(made_by[r["job_id"]], r) for r in read_jobs_with_files(hook, list(made_by))]
+def find_jobs(hook: FTSHook, tasks: Sequence[FTSTask]) -> list[tuple[TaskTry, dict]]:
+    """Every job of every try of ``tasks`` (one connection) that FTS knows, with its files.
+
+    One lookup for all of them (a request per 100 ids). A task that pushed its ids has that
+    many chunks; one that has not (its try is still submitting) is probed a page of chunks
+    at a time, for as long as the last chunk of a page exists.
+    """
     found: list[tuple[TaskTry, dict]] = []
-    start = 0
-    while True:  # no ids pushed yet: probe chunk pages until one finds nothing
-        page = range(start, start + PROBE_CHUNKS)
-        made_by = job_candidates(task, hook.expected_job_id, page)
+    pending = {
+        task: range(len(task.pushed) or PROBE_CHUNKS)
+        for task in tasks
+        if task.pushed or task.try_number  # a task that never ran submitted nothing
+    }
+    while pending:
+        made_by: dict[str, TaskTry] = {}
+        for task, chunks in pending.items():
+            made_by.update(job_candidates(task, hook.expected_job_id, chunks))
+            for chunk, job_id in enumerate(task.pushed):  # a reused job keeps its own try
+                made_by.setdefault(job_id, TaskTry(task.task_id, task.map_index, 0, chunk))
         records = read_jobs_with_files(hook, list(made_by))
         found += [(made_by[r["job_id"]], r) for r in records]
-        if not records:
-            return found
-        start += PROBE_CHUNKS
+        seen = {(m.task_id, m.map_index, m.chunk) for m in (made_by[r["job_id"]] for r in records)}
+        pending = {
+            task: range(chunks.stop, chunks.stop + PROBE_CHUNKS)
+            for task, chunks in pending.items()
+            if not task.pushed and (task.task_id, task.map_index, chunks.stop - 1) in seen
+        }
+    return found
 
 
 def build_report(hook_for: Callable[[str], FTSHook], tasks: Sequence[FTSTask]) -> Report:
     """Read every job of ``tasks`` from FTS and turn them into a :class:`Report`."""
     jobs: list[Job] = []
     files: list[FileRow] = []
+    by_connection: dict[str, list[FTSTask]] = {}
+    for task in tasks:
+        by_connection.setdefault(task.conn_id, []).append(task)
     with _collector_paused():  # 10^5 records: the cyclic GC would otherwise cost half
-        for task in tasks:
-            _read_task(hook_for, task, jobs, files)
+        for conn_id, group in by_connection.items():
+            _read_jobs(hook_for, conn_id, group, jobs, files)
     order = {j.job_id: (j.made_by, j.submitted or 0) for j in jobs}
     jobs.sort(key=lambda j: order[j.job_id])
     files.sort(key=lambda f: (order[f.job_id], f.file_id))
@@ -250,16 +264,20 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_task(
-    hook_for: Callable[[str], FTSHook], task: FTSTask, jobs: list[Job], files: list[FileRow]
+def _read_jobs(
+    hook_for: Callable[[str], FTSHook],
+    conn_id: str,
+    tasks: list[FTSTask],
+    jobs: list[Job],
+    files: list[FileRow],
 ) -> None:
-    """Add the jobs (and files) of every try of ``task`` to ``jobs`` and ``files``."""
+    """Add the jobs (and files) of every try of ``tasks`` to ``jobs`` and ``files``."""
     try:
-        hook = hook_for(task.conn_id)
-        found = [(m, r, hook.job_url(r["job_id"])) for m, r in find_jobs(hook, task)]
+        hook = hook_for(conn_id)
+        found = [(m, r, hook.job_url(r["job_id"])) for m, r in find_jobs(hook, tasks)]
     except Exception as error:
-        log.warning("FTS transfers view: reading %s failed: %s", task.task_id, error)
-        raise unavailable(error, task.conn_id) from None
+        log.warning("FTS transfers view: reading FTS through %s failed: %s", conn_id, error)
+        raise unavailable(error, conn_id) from None
     for made_by, record, url in found:
         job = _job(record, made_by, url)
         rows = _file_rows(job.job_id, record.get("files") or [])
