@@ -242,3 +242,34 @@ def test_the_csv_download_from_the_tab(browser, airflow_stack, view_run, tmp_pat
     rows = list(csv.DictReader(io.StringIO(saved[0].read_text())))
     expected = airflow_stack.get(f"{run_path(view_run)}/files.json")["files"]
     assert [r["file_id"] for r in rows] == [str(f["file_id"]) for f in expected]
+
+
+def test_fts_down_while_the_tab_is_open(browser, airflow_stack, emulator, artifacts: Path):
+    from selenium.webdriver.common.by import By
+
+    run = Run.trigger(airflow_stack, "lc_view_down")
+    run.wait_ti_done("submit", timeout=120)
+    open_tab(browser, airflow_stack, f"/dags/lc_view_down/runs/{run.run_id}")
+    emulator.faults.reset_connection(count=None)
+    try:
+        alert = wait_for(  # the page reloads itself while its job is active
+            "the tab to say FTS cannot be read",
+            lambda: browser.find_elements(By.XPATH, "//div[@role='alert']"),
+            timeout=60,
+        )[0]
+        message = alert.text
+        browser.switch_to.default_content()
+        settle_and_shoot(browser, artifacts / "fts-transfers-fts-down.png")
+        health = airflow_stack.get("/api/v2/monitor/health")
+    finally:
+        emulator.faults.clear()
+
+    assert "What to do:" in message and "must reach the FTS REST port" in message, message
+    assert health["metadatabase"]["status"] == "healthy"
+    browser.switch_to.frame(browser.find_element(By.XPATH, "//iframe[@title='FTS transfers']"))
+    wait_for(
+        "the tab to show the job again",
+        lambda: browser.find_elements(By.ID, "jobs"),
+        timeout=60,
+    )
+    browser.switch_to.default_content()

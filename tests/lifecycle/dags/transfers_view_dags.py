@@ -50,5 +50,5 @@ with dag("lc_view"):
 with dag("lc_view_down"):
     FTSSubmitOperator(
         task_id="submit",
-        transfers=[("mock://mock-a.example/lc_view_down/f1", "mock://mock-b.example/x?time=60")],
+        transfers=[("mock://mock-a.example/lc_view_down/f1", "mock://mock-b.example/x?time=120")],
     )
