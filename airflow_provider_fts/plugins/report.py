@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,13 +197,22 @@ def job_candidates(
     }
 
 
-def read_jobs_with_files(hook: FTSHook, job_ids: Sequence[str]) -> list[dict]:
+def read_jobs_with_files(
+    hook: FTSHook, job_ids: Sequence[str], pushed: Collection[str] = ()
+) -> list[dict]:
     """The records of the jobs FTS knows among ``job_ids``, each with its files.
 
-    The one place the view reads files (the fields of :data:`FILE_FIELDS`).
+    The one place the view reads files (the fields of :data:`FILE_FIELDS`). Most ids asked
+    for are tries or chunks that never submitted: a missing one costs nothing more. Only
+    when a ``pushed`` id (a job that surely existed) is missing, FTS purged the run's jobs,
+    and the missing ones are looked for in its archive.
     """
-    records = hook.get_jobs_or_archived(list(job_ids), file_fields=FILE_FIELDS)
-    return [r for r in records if not is_job_error_entry(r)]
+    records = hook.get_jobs(list(job_ids), file_fields=FILE_FIELDS)
+    missing = [r["job_id"] for r in records if is_job_error_entry(r)]
+    if not set(missing) & set(pushed):
+        return [r for r in records if not is_job_error_entry(r)]
+    archived = hook.get_jobs_or_archived(missing, file_fields=FILE_FIELDS)
+    return [r for r in records + archived if not is_job_error_entry(r)]
 
 
 def find_jobs(hook: FTSHook, tasks: Sequence[FTSTask]) -> list[tuple[TaskTry, dict]]:
@@ -225,7 +234,8 @@ def find_jobs(hook: FTSHook, tasks: Sequence[FTSTask]) -> list[tuple[TaskTry, di
             made_by.update(job_candidates(task, hook.expected_job_id, chunks))
             for chunk, job_id in enumerate(task.pushed):  # a reused job keeps its own try
                 made_by.setdefault(job_id, TaskTry(task.task_id, task.map_index, 0, chunk))
-        records = read_jobs_with_files(hook, list(made_by))
+        pushed = [job_id for task in pending for job_id in task.pushed]
+        records = read_jobs_with_files(hook, list(made_by), pushed)
         found += [(made_by[r["job_id"]], r) for r in records]
         seen = {(m.task_id, m.map_index, m.chunk) for m in (made_by[r["job_id"]] for r in records)}
         pending = {

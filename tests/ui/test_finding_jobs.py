@@ -30,8 +30,11 @@ def test_a_try_that_pushed_no_ids_yet_is_probed_page_by_page(fts_connection, fts
         *((1, chunk) for chunk in range(12)),
         (2, 0),
     ]
-    reads = sum(n for route, n in fts_emulator.requests.items() if route.startswith("GET /jobs"))
-    assert reads == 2  # chunks 0-9 of both tries, then 10-19; the task that never ran: none
+    reads = {
+        r: n for r, n in fts_emulator.requests.items() if r.startswith(("GET /jobs", "GET /a"))
+    }
+    # Chunks 0-9 of both tries, then 10-19; the task that never ran: none; no archive.
+    assert reads == {"GET /jobs/{id}": 2}
     hook.cancel_jobs([*first, second])
 
 
@@ -47,3 +50,21 @@ def test_pushed_ids_name_the_chunks_and_earlier_tries_are_found(fts_connection):
     assert [j.job_id for j in report.jobs] == earlier + latest
     assert {j.made_by.map_index for j in report.jobs} == {3}
     hook.cancel_jobs(earlier + latest)
+
+
+def test_a_run_fts_purged_is_read_from_its_archive(fts_connection, fts_emulator):
+    hook = FTSHook()
+    task = FTSTask("d", "purged", "submit", -1, 2, "fts_default", pushed=())
+    first = submit(hook, task, 1, 0)
+    second = submit(hook, task, 2, 0)
+    hook.cancel_jobs([first, second])
+    for job_id in (first, second):
+        fts_emulator.purge(job_id)
+    pushed = FTSTask("d", "purged", "submit", -1, 2, "fts_default", pushed=(second,))
+
+    report = build_report(FTSHook, [pushed])
+
+    assert [(j.job_id, j.made_by.try_number, j.state) for j in report.jobs] == [
+        (first, 1, "CANCELED"),
+        (second, 2, "CANCELED"),
+    ]
