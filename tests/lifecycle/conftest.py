@@ -27,6 +27,7 @@ LIFECYCLE_DAGS = {
     "lc_mark_mapped", "lc_fix",
 }  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,7 +49,8 @@ def airflow_stack(
     connection = fts_emulator_session.connection_json(
         fts_pki.voms_proxy_path, ca_path=fts_pki.ca_dir
     )
-    stack = AirflowStack(home, DAGS, {"AIRFLOW_CONN_FTS_DEFAULT": connection})
+    plugins = {"AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS)}  # the "FTS transfers" view
+    stack = AirflowStack(home, DAGS, {"AIRFLOW_CONN_FTS_DEFAULT": connection, **plugins})
     print(f"\nlifecycle: Airflow home {home}, API server {stack.base_url}")
     try:
         stack.start()
