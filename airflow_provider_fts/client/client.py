@@ -319,7 +319,12 @@ class FTSClient:
         """The submit's answer was lost or was a 502/503/504 (a proxy in front of FTS may
         have passed the request on): find out whether FTS stored the job."""
         log.warning("No usable answer to the submission (%s); looking up job %s", cause, expected)
-        entry = self.get_jobs([expected])[0]
+        try:
+            entry = self.get_jobs([expected])[0]
+        except (FTSConnectionError, TryAgain) as exc:
+            raise AmbiguousSubmission(
+                f"{cause} FTS may hold job {expected}; looking it up failed too: {exc}", expected
+            ) from exc
         if "job_state" in entry:
             return expected
         return self._post_again(document, expected)

@@ -1,7 +1,10 @@
 """FTSHook: an Airflow connection of type ``fts`` turned into an FTS client.
 
-The connection holds the REST endpoint (host and port), the credential (a proxy file, a
-certificate and key, pasted PEMs, or a bearer token) and how to trust the server. The
+The connection holds the REST endpoint (host and port; ``failover_endpoints`` name others),
+the credential (a proxy file, a certificate and key, pasted PEMs, or a bearer token) and
+how to trust the server. With several endpoints the hook hides them: a submission goes to
+one server exactly once (:mod:`airflow_provider_fts.client.endpoints`), and every job
+method goes to the server that holds the job; job ids stay plain FTS ids. The
 hook reads the connection and hands its fields to :mod:`airflow_provider_fts.client.connection`,
 which checks every one before any request; secrets go through Airflow's secret masker
 before anything can log them.
@@ -18,7 +21,12 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
 from airflow_provider_fts.client.connection import FTSConnectionSettings
-from airflow_provider_fts.client.errors import error_from_job_entry, is_job_error_entry
+from airflow_provider_fts.client.errors import (
+    FTSError,
+    error_from_job_entry,
+    is_job_error_entry,
+    is_transient,
+)
 from airflow_provider_fts.client.oidc import on_new_secret
 
 if TYPE_CHECKING:
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
+    from airflow_provider_fts.client.endpoints import Endpoints
     from airflow_provider_fts.client.poller import JobPoller
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
     from airflow_provider_fts.client.submission import Transfer
@@ -76,9 +85,25 @@ class FTSHook(BaseHook):
 
     @cached_property
     def _client(self) -> FTSClient:
-        from airflow_provider_fts.client.client import FTSClient
+        return self.endpoints.primary
+
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        """The connection's servers, their clients, and where each job is."""
+        from airflow_provider_fts.client.endpoints import Endpoints
 
         settings = self.settings
+        return Endpoints(
+            settings.endpoints,
+            self._connect,
+            policy=settings.endpoint_policy,
+            wait=settings.failover_wait,
+        )
+
+    def _connect(self, endpoint: str) -> FTSClient:
+        from airflow_provider_fts.client.client import FTSClient
+
+        settings = self.settings.for_endpoint(endpoint)
         credentials, file_keys = _credentials(settings)
         for key in file_keys:
             mask_secret(key)
@@ -101,6 +126,8 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.poller import shared_poller
 
         settings = await self.asettings()
+        if settings.failover_endpoints:
+            return _PollersByEndpoint(self, settings)  # type: ignore[return-value]
         key = await asyncio.to_thread(settings.poller_key)
         return await shared_poller(key, lambda: self._new_poller(settings))
 
@@ -121,8 +148,17 @@ class FTSHook(BaseHook):
         )
 
     def job_url(self, job_id: str) -> str:
-        """The job's page in FTS web monitoring."""
-        return self.settings.job_url(job_id)
+        """The job's page in the web monitoring of the server that holds it (as far as the
+        hook knows without asking: the one it submitted the job to)."""
+        endpoint = self.endpoints.endpoint_known(job_id)
+        return self.settings.for_endpoint(endpoint).job_url(job_id)
+
+    def endpoint_of(self, job_id: str) -> str:
+        """``https://host:port`` of the server that holds the job (asked when unknown)."""
+        return self.endpoints.endpoint_of(job_id)
+
+    def _client_of(self, job_id: str) -> FTSClient:
+        return self.endpoints.client(self.endpoints.endpoint_of(job_id))
 
     def whoami(self) -> dict:
         return self.get_conn().whoami()
@@ -143,7 +179,7 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.submission import Transfer
 
         planned = [Transfer.coerce(transfer, index) for index, transfer in enumerate(transfers)]
-        job_id = self.get_conn().submit_job(planned, **job_params)
+        job_id = self.endpoints.submit(planned, **job_params)
         self._report_lineage(planned)
         return job_id
 
@@ -154,13 +190,13 @@ class FTSHook(BaseHook):
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""
-        return self.get_conn().expected_job_id(sid)
+        return self.endpoints.expected_job_id(sid)
 
     def get_job(
         self, job_id: str, *, files: bool = False, file_fields: Sequence[str] | None = None
     ) -> dict:
         """One job; ``files=True`` adds the summary's file fields, ``file_fields`` others."""
-        return self.get_conn().get_job(job_id, files=files, file_fields=file_fields)
+        return self._client_of(job_id).get_job(job_id, files=files, file_fields=file_fields)
 
     def get_jobs(
         self,
@@ -170,7 +206,7 @@ class FTSHook(BaseHook):
         file_fields: Sequence[str] | None = None,
     ) -> list[dict]:
         """Many jobs in requests of up to 100 ids; a missing job is an error entry, not a raise."""
-        return self.get_conn().get_jobs(job_ids, files=files, file_fields=file_fields)
+        return self.endpoints.read(job_ids, archived=False, files=files, file_fields=file_fields)
 
     def get_jobs_or_archived(
         self,
@@ -180,17 +216,16 @@ class FTSHook(BaseHook):
         file_fields: Sequence[str] | None = None,
     ) -> list[dict]:
         """Like :meth:`get_jobs`, with jobs FTS purged read from its archive."""
-        client = self.get_conn()
-        return client.get_jobs_or_archived(job_ids, files=files, file_fields=file_fields)
+        return self.endpoints.read(job_ids, archived=True, files=files, file_fields=file_fields)
 
     def get_job_files(self, job_id: str) -> list[dict]:
-        return self.get_conn().get_job_files(job_id)
+        return self._client_of(job_id).get_job_files(job_id)
 
     def get_file_retries(self, job_id: str, file_id: int) -> list[dict]:
-        return self.get_conn().get_file_retries(job_id, file_id)
+        return self._client_of(job_id).get_file_retries(job_id, file_id)
 
     def get_archived_job(self, job_id: str) -> dict:
-        return self.get_conn().get_archived_job(job_id)
+        return self._client_of(job_id).get_archived_job(job_id)
 
     def list_jobs(
         self,
@@ -219,26 +254,50 @@ class FTSHook(BaseHook):
         )
 
     def cancel_job(self, job_id: str) -> dict:
-        return self.get_conn().cancel_job(job_id)
+        return self._client_of(job_id).cancel_job(job_id)
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> list[dict]:
-        return self.get_conn().cancel_jobs(job_ids)
+        answers = [
+            answer
+            for endpoint, ids in self.endpoints.by_endpoint(job_ids).items()
+            for answer in self.endpoints.client(endpoint).cancel_jobs(ids)
+        ]
+        return _in_order(answers, job_ids)
 
     def cancel_files(self, job_id: str, file_ids: Sequence[int]) -> list[str]:
-        return self.get_conn().cancel_files(job_id, file_ids)
+        return self._client_of(job_id).cancel_files(job_id, file_ids)
 
     def set_priority(self, job_ids: Sequence[str], priority: int) -> list[dict]:
         """Change the priority (1 low .. 5 high) of queued jobs; one answer entry per job."""
-        return self.get_conn().set_priority(job_ids, priority)
+        if isinstance(job_ids, str):
+            return self.get_conn().set_priority(job_ids, priority)  # refused there, by name
+        answers = [
+            answer
+            for endpoint, ids in self.endpoints.by_endpoint(job_ids).items()
+            for answer in self.endpoints.client(endpoint).set_priority(ids, priority)
+        ]
+        return _in_order(answers, job_ids)
 
     def test_connection(self) -> tuple[bool, str]:
         """Whether this connection can submit, and if not why and what to do; never raises.
 
         True needs a credential that FTS would accept for a submission (loaded, not
         expired, at least an hour left) and an answer from the server about who we are.
+        With several endpoints each is reported, and one that answers is enough.
         """
         try:
-            client = self.get_conn()
+            endpoints = self.settings.endpoints
+        except Exception as error:  # the contract: report, never raise
+            return False, f"{type(error).__name__}: {error}"
+        reports = [self._test_endpoint(endpoint) for endpoint in endpoints]
+        if len(reports) == 1:
+            return reports[0]
+        lines = [f"{e}: {text}" for e, (_, text) in zip(endpoints, reports, strict=True)]
+        return any(ok for ok, _ in reports), " | ".join(lines)
+
+    def _test_endpoint(self, endpoint: str) -> tuple[bool, str]:
+        try:
+            client = self.endpoints.client(endpoint)
             client.credentials.check_usable("submit")  # raises with the reason and the fix
             identity = client.whoami()
             if client.uses_token:
@@ -248,7 +307,7 @@ class FTSHook(BaseHook):
             else:
                 state = f"{_validity(client.credentials)}; {_delegation_state(client)}"
             user = identity.get("user_dn", "?")
-            where = f"{self.settings.endpoint} as {user} ({_vo_names(identity)})"
+            where = f"{endpoint} as {user} ({_vo_names(identity)})"
             return True, f"Connected to {where}; {state}."
         except Exception as error:  # the contract: report, never raise
             return False, f"{type(error).__name__}: {error}"
@@ -293,8 +352,22 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.states import all_terminal
 
         deadline = None if timeout is None else time.monotonic() + timeout
+        failing_since: float | None = None
         while True:
-            summary = self.get_summary(job_ids)
+            try:
+                summary = self.get_summary(job_ids)
+            except FTSError as error:
+                # A server down for a while (a restart, a failover's first server) does not
+                # end the wait: the jobs run on; their server is asked again when it is back.
+                failing_since = failing_since or time.monotonic()
+                if not is_transient(error) or (
+                    time.monotonic() - failing_since >= self.settings.failover_wait
+                ):
+                    raise
+                self.log.warning("FTS did not answer a poll (%s); waiting on", error)
+                time.sleep(poll_interval)
+                continue
+            failing_since = None
             if on_poll is not None:
                 on_poll(summary)
             if all_terminal(summary):
@@ -302,6 +375,43 @@ class FTSHook(BaseHook):
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"FTS jobs {list(job_ids)} still running after {timeout} s")
             time.sleep(poll_interval)
+
+
+class _PollersByEndpoint:
+    """The poller of a connection with several endpoints: the jobs grouped by the server
+    that holds them, each group waited for through that server's shared poller.
+
+    :param hook: The hook (it finds where each job is).
+    :param settings: The connection.
+    """
+
+    def __init__(self, hook: FTSHook, settings: FTSConnectionSettings) -> None:
+        self._hook = hook
+        self._settings = settings
+
+    async def wait(
+        self,
+        job_ids: Sequence[str],
+        *,
+        interval: float = 30.0,
+        on_poll: Callable[[list[dict]], None] | None = None,
+    ) -> list[dict]:
+        from airflow_provider_fts.client.endpoints import wait_by_endpoint
+        from airflow_provider_fts.client.poller import shared_poller
+
+        groups = await asyncio.to_thread(self._hook.endpoints.by_endpoint, job_ids)
+        pollers = {}
+        for endpoint in groups:
+            settings = self._settings.for_endpoint(endpoint)
+            key = await asyncio.to_thread(settings.poller_key)
+            pollers[endpoint] = await shared_poller(key, lambda s=settings: FTSHook._new_poller(s))
+        return await wait_by_endpoint(groups, pollers, interval=interval, on_poll=on_poll)
+
+
+def _in_order(answers: list[dict], job_ids: Sequence[str]) -> list[dict]:
+    """Per-job answers of several servers in the order the jobs were asked."""
+    order = {job_id: index for index, job_id in enumerate(job_ids)}
+    return sorted(answers, key=lambda answer: order.get(answer.get("job_id"), len(order)))
 
 
 def _checked(conn: Any, extra: Mapping[str, Any]) -> FTSConnectionSettings:
