@@ -157,6 +157,11 @@ class FTSHook(BaseHook):
         """``https://host:port`` of the server that holds the job (asked when unknown)."""
         return self.endpoints.endpoint_of(job_id)
 
+    def job_endpoints(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """``{job_id: https://host:port}`` as far as the hook knows without asking (the
+        server it submitted each job to or found it on)."""
+        return {job_id: self.endpoints.endpoint_known(job_id) for job_id in job_ids}
+
     def _client_of(self, job_id: str) -> FTSClient:
         return self.endpoints.client(self.endpoints.endpoint_of(job_id))
 

@@ -37,7 +37,7 @@ from airflow_provider_fts.client.states import (
 )
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.links.fts import JOB_ID_KEY, JOB_URL_KEY, FTSJobLink
+from airflow_provider_fts.links.fts import JOB_ENDPOINT_KEY, JOB_ID_KEY, JOB_URL_KEY, FTSJobLink
 from airflow_provider_fts.triggers.fts import FTSJobTrigger, resume_not_before
 from airflow_provider_fts.verdict import (
     cancel_if_marked_failed,
@@ -192,6 +192,7 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         url = self.hook.job_url(job_ids[0])
         context["ti"].xcom_push(key=JOB_ID_KEY, value=result)
         context["ti"].xcom_push(key=JOB_URL_KEY, value=url)
+        context["ti"].xcom_push(key=JOB_ENDPOINT_KEY, value=self.hook.job_endpoints(job_ids))
         self.log.info("FTS jobs %s: %s", ", ".join(job_ids), url)
         if self.wait_for_completion:
             self._wait(job_ids, earlier, context)
