@@ -8,6 +8,7 @@ back with its jobs. Every test counts the jobs on both servers: exactly one per 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -20,8 +21,9 @@ from airflow_provider_fts.client.errors import AmbiguousSubmission, FTSConnectio
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.testing.server import FTSEmulator
+from airflow_provider_fts.triggers.fts import FTSJobTrigger
 from tests.reliability.conftest import TaskTry
-from tests.tasks import wait_terminal
+from tests.tasks import only_event, wait_terminal
 
 # A copy of a few seconds, so that a server can go down while a task waits for it.
 SLOW = ("mock://src.example/f?size=1024", "mock://dst.example/f-{n}?time=3")
@@ -269,3 +271,25 @@ def test_test_connection_reports_every_endpoint(hook, first, second):
     assert ok
     assert f"{first.url}: FTSConnectionError" in message
     assert f"{second.url}: Connected to {second.url} as" in message
+
+
+async def test_a_trigger_waits_for_jobs_on_both_servers_each_through_its_own_poller(
+    hook, first, second, jobs
+):
+    on_first = await asyncio.to_thread(hook.submit_job, [quick("trigger-1")])
+    first.go_down()
+    try:
+        on_second = await asyncio.to_thread(hook.submit_job, [quick("trigger-2")])
+    finally:
+        first.come_back()
+    endpoints.SHARED_LOCATIONS.clear()  # the triggerer is another process
+    first.reset_counts()
+    second.reset_counts()
+
+    event = await only_event(FTSJobTrigger(job_ids=[on_first, on_second], poll_interval=0.1))
+
+    assert event["status"] == "done"
+    assert event["summary"]["job_states"] == {on_first: "FINISHED", on_second: "FINISHED"}
+    assert jobs() == (1, 1)
+    assert first.requests["GET /jobs/{id}"] >= 1
+    assert second.requests["GET /jobs/{id}"] >= 1
