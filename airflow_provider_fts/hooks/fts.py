@@ -78,7 +78,7 @@ class FTSHook(BaseHook):
         return settings
 
     def get_conn(self) -> FTSClient:
-        """The FTS client of this hook (one per hook; it caches identity and delegation)."""
+        """The client of the first endpoint (one per hook; it caches identity and delegation)."""
         return self._client
 
     get_client = get_conn  # the hook's earlier name for get_conn, kept for its callers
@@ -148,9 +148,15 @@ class FTSHook(BaseHook):
         )
 
     def job_url(self, job_id: str) -> str:
-        """The job's page in the web monitoring of the server that holds it (as far as the
-        hook knows without asking: the one it submitted the job to)."""
-        endpoint = self.endpoints.endpoint_known(job_id)
+        """The job's page in the web monitoring of the server that holds it.
+
+        No request with one endpoint, nor for a job the hook submitted or already found;
+        otherwise the servers are asked (none answering: the first server's page).
+        """
+        try:
+            endpoint = self.endpoints.endpoint_of(job_id)
+        except FTSError:
+            endpoint = self.endpoints.endpoint_known(job_id)
         return self.settings.for_endpoint(endpoint).job_url(job_id)
 
     def endpoint_of(self, job_id: str) -> str:
