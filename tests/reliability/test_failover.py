@@ -293,3 +293,29 @@ async def test_a_trigger_waits_for_jobs_on_both_servers_each_through_its_own_pol
     assert jobs() == (1, 1)
     assert first.requests["GET /jobs/{id}"] >= 1
     assert second.requests["GET /jobs/{id}"] >= 1
+
+
+def test_reads_and_priorities_of_jobs_on_both_servers_go_where_each_job_is(
+    hook, first, second, jobs
+):
+    on_first = hook.submit_job([slow("both-1")], bring_online=600)
+    first.go_down()
+    try:
+        on_second = hook.submit_job([slow("both-2")], bring_online=600)
+    finally:
+        first.come_back()
+    endpoints.SHARED_LOCATIONS.clear()  # another process: it asks the servers in order
+    other = FTSHook()
+
+    records = other.get_jobs([on_second, on_first])
+    answers = other.set_priority([on_second, on_first], 5)
+
+    assert [r["job_id"] for r in records] == [on_second, on_first]
+    assert [a["job_id"] for a in answers] == [on_second, on_first]
+    assert other.job_endpoints([on_first, on_second]) == {
+        on_first: first.url,
+        on_second: second.url,
+    }
+    assert (first.requests["POST /jobs/{id}"], second.requests["POST /jobs/{id}"]) == (1, 1)
+    assert jobs() == (1, 1)
+    other.cancel_jobs([on_first, on_second])
