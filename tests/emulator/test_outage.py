@@ -15,6 +15,7 @@ JOB = {"files": [{"sources": ["mock://a/x"], "destinations": ["mock://b/x"]}]}
 def test_a_server_down_refuses_connections_and_comes_back_with_its_jobs(fts_pki: FTSTestPKI):
     user = requests.Session()
     user.cert = str(fts_pki.voms_proxy_path)
+    user.trust_env = False  # a CA bundle named by the environment would replace ours
     user.verify = str(fts_pki.ca_dir)
     with FTSEmulator(ca=fts_pki.ca, host_credential=fts_pki.host, ca_dir=fts_pki.ca_dir) as emu:
         url = emu.url
