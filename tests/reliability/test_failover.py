@@ -81,7 +81,7 @@ def hook(first, second, fts_pki, monkeypatch) -> FTSHook:
     extra = {
         "x509up_file": str(fts_pki.voms_proxy_path),
         "ca_path": str(fts_pki.ca_dir),
-        "failover_endpoints": [second.url],
+        "failover_endpoints": [at_localhost(second)],
         "failover_wait_seconds": FAILOVER_WAIT,
         "timeout_seconds": 2,
     }
@@ -98,6 +98,12 @@ def jobs(first, second) -> Callable[[], tuple[int, int]]:
         first.store.job_count() - before[0],
         second.store.job_count() - before[1],
     )
+
+
+def at_localhost(server: FTSEmulator) -> str:
+    """The server's endpoint by another name of the same host (its certificate has both), so
+    that each server of the connection has monitoring of its own: ``https://<host>:8449``."""
+    return f"https://localhost:{server.port}"
 
 
 def _down_for(server: FTSEmulator, seconds: float) -> threading.Thread:
@@ -124,8 +130,8 @@ def test_first_server_down_before_the_submission_puts_the_job_on_the_second(
         first.come_back()
 
     assert jobs() == (0, 1)
-    assert ti.xcoms["fts_job_endpoints"] == {job_id: second.url}
-    assert ti.xcoms["fts_job_url"].startswith("https://127.0.0.1:8449/")
+    assert ti.xcoms["fts_job_endpoints"] == {job_id: at_localhost(second)}
+    assert ti.xcoms["fts_job_url"] == f"https://localhost:8449/fts3/ftsmon/#/job/{job_id}"
     assert wait_terminal(hook, job_id) == "FINISHED"  # read where it is
     assert second.requests["GET /jobs/{id}"] >= 1
 
@@ -184,6 +190,7 @@ def test_the_first_server_down_mid_wait_keeps_the_wait_and_never_submits_elsewhe
 
     assert jobs() == (1, 0)
     assert ti.xcoms["fts_job_endpoints"] == {job_id: first.url}
+    assert ti.xcoms["fts_job_url"] == f"https://127.0.0.1:8449/fts3/ftsmon/#/job/{job_id}"
     assert ti.xcoms["fts_summary"]["job_states"] == {job_id: "FINISHED"}
     assert second.requests["POST /jobs"] == 0
 
@@ -206,8 +213,8 @@ def test_a_retry_finds_the_job_its_first_try_submitted_to_the_second_server(
 
     assert again == job_id
     assert jobs() == (0, 1)
-    assert second_try.xcoms["fts_job_endpoints"] == {job_id: second.url}
-    assert hook.endpoint_of(job_id) == second.url
+    assert second_try.xcoms["fts_job_endpoints"] == {job_id: at_localhost(second)}
+    assert hook.endpoint_of(job_id) == at_localhost(second)
     assert hook.cancel_jobs([job_id])[0]["job_state"] == "CANCELED"  # sent where it is
 
 
@@ -246,7 +253,7 @@ def test_a_server_that_failed_is_tried_last_for_a_while(hook, first, second, job
     assert jobs() == (0, 2)
     assert first.requests["POST /jobs"] == 0
     assert f"FTS endpoint {first.url} tried last: it failed" in caplog.text
-    assert f"Submitted FTS job {two} to {second.url}" in caplog.text
+    assert f"Submitted FTS job {two} to {at_localhost(second)}" in caplog.text
     assert one != two
 
 
@@ -270,7 +277,7 @@ def test_test_connection_reports_every_endpoint(hook, first, second):
 
     assert ok
     assert f"{first.url}: FTSConnectionError" in message
-    assert f"{second.url}: Connected to {second.url} as" in message
+    assert f"{at_localhost(second)}: Connected to {at_localhost(second)} as" in message
 
 
 async def test_a_trigger_waits_for_jobs_on_both_servers_each_through_its_own_poller(
@@ -307,14 +314,16 @@ def test_reads_and_priorities_of_jobs_on_both_servers_go_where_each_job_is(
     endpoints.SHARED_LOCATIONS.clear()  # another process: it asks the servers in order
     other = FTSHook()
 
+    link = other.job_url(on_second)  # a sensor's link: the job is looked for
     records = other.get_jobs([on_second, on_first])
     answers = other.set_priority([on_second, on_first], 5)
 
+    assert link == f"https://localhost:8449/fts3/ftsmon/#/job/{on_second}"
     assert [r["job_id"] for r in records] == [on_second, on_first]
     assert [a["job_id"] for a in answers] == [on_second, on_first]
     assert other.job_endpoints([on_first, on_second]) == {
         on_first: first.url,
-        on_second: second.url,
+        on_second: at_localhost(second),
     }
     assert (first.requests["POST /jobs/{id}"], second.requests["POST /jobs/{id}"]) == (1, 1)
     assert jobs() == (1, 1)
