@@ -117,8 +117,9 @@ class FTSHook(BaseHook):
             storage_tokens=_storage_token_minter(settings),
         )
 
-    async def aget_poller(self) -> JobPoller:
-        """The poller this process shares among triggers of the same endpoint and credential.
+    async def aget_poller(self) -> JobPoller | _PollersByEndpoint:
+        """The poller this process shares among triggers of the same endpoint and credential
+        (several endpoints: the same ``wait``, each server's jobs through its own poller).
 
         Nothing here blocks the event loop: the connection comes from the async helpers,
         and reading credential files (maybe decrypting a key) runs in a thread.
@@ -127,7 +128,7 @@ class FTSHook(BaseHook):
 
         settings = await self.asettings()
         if settings.failover_endpoints:
-            return _PollersByEndpoint(self, settings)  # type: ignore[return-value]
+            return _PollersByEndpoint(self, settings)
         key = await asyncio.to_thread(settings.poller_key)
         return await shared_poller(key, lambda: self._new_poller(settings))
 
