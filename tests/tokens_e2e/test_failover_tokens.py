@@ -15,22 +15,15 @@ from airflow_provider_fts.client import endpoints
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.testing.environment import FTSTestPKI
 from airflow_provider_fts.testing.server import FTSEmulator
-from airflow_provider_fts.testing.tokens import TrustedIssuer
 from tests.tokens.conftest import IdP
+from tests.tokens_e2e.conftest import token_server
 
 
 @pytest.fixture
 def second_server(
     idp: IdP, fts_pki: FTSTestPKI, fts_storage: dict[str, Path]
 ) -> Iterator[FTSEmulator]:
-    with FTSEmulator(
-        ca=fts_pki.ca,
-        host_credential=fts_pki.host,
-        ca_dir=fts_pki.ca_dir,
-        storage=fts_storage,
-        token_issuers=[TrustedIssuer(idp.issuer)],
-        token_prep_delay=0.2,
-    ) as emulator:
+    with token_server(idp, fts_pki, fts_storage) as emulator:
         yield emulator
 
 
