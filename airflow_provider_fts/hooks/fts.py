@@ -364,26 +364,20 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.states import all_terminal
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        failing_since: float | None = None
         while True:
             try:
                 summary = self.get_summary(job_ids)
             except FTSError as error:
-                # A server down for a while (a restart, a failover's first server) does not
-                # end the wait: the jobs run on; their server is asked again when it is back.
-                failing_since = failing_since or time.monotonic()
-                if not is_transient(error) or (
-                    time.monotonic() - failing_since >= self.settings.failover_wait
-                ):
+                # As in the triggerer's poller: a round lost to a passing fault (a server
+                # down for a while) is asked again next round; the jobs run on meanwhile.
+                if not is_transient(error):
                     raise
-                self.log.warning("FTS did not answer a poll (%s); waiting on", error)
-                time.sleep(poll_interval)
-                continue
-            failing_since = None
-            if on_poll is not None:
-                on_poll(summary)
-            if all_terminal(summary):
-                return summary
+                self.log.warning("FTS did not answer a poll (%s); asking again", error)
+            else:
+                if on_poll is not None:
+                    on_poll(summary)
+                if all_terminal(summary):
+                    return summary
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"FTS jobs {list(job_ids)} still running after {timeout} s")
             time.sleep(poll_interval)

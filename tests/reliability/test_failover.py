@@ -328,3 +328,21 @@ def test_reads_and_priorities_of_jobs_on_both_servers_go_where_each_job_is(
     assert (first.requests["POST /jobs/{id}"], second.requests["POST /jobs/{id}"]) == (1, 1)
     assert jobs() == (1, 1)
     other.cancel_jobs([on_first, on_second])
+
+
+async def test_a_trigger_waits_through_an_outage_of_the_server_that_holds_the_job(
+    hook, first, second, jobs
+):
+    job_id = await asyncio.to_thread(hook.submit_job, [slow("trigger-outage")])
+    endpoints.SHARED_LOCATIONS.clear()  # the triggerer is another process
+    trigger = FTSJobTrigger(job_ids=[job_id], poll_interval=0.2)
+    waiting = asyncio.create_task(only_event(trigger))
+    await asyncio.sleep(1.0)
+
+    await asyncio.to_thread(_down_for, first, 6.0)  # longer than the poller's own retries
+    event = await waiting
+
+    assert event["status"] == "done", event
+    assert event["summary"]["job_states"] == {job_id: "FINISHED"}
+    assert jobs() == (1, 0)
+    assert second.requests["POST /jobs"] == 0
