@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -323,7 +323,12 @@ class FTSClient:
         """The submit's answer was lost or was a 502/503/504 (a proxy in front of FTS may
         have passed the request on): find out whether FTS stored the job."""
         log.warning("No usable answer to the submission (%s); looking up job %s", cause, expected)
-        entry = self.get_jobs([expected])[0]
+        try:
+            entry = self.get_jobs([expected])[0]
+        except (FTSConnectionError, TryAgain) as exc:
+            raise AmbiguousSubmission(
+                f"{cause} FTS may hold job {expected}; looking it up failed too: {exc}", expected
+            ) from exc
         if "job_state" in entry:
             return expected
         return self._post_again(document, expected)
@@ -396,9 +401,18 @@ class FTSClient:
         :param tally: The jobs' outcome so far, updated in place.
         :raises FTSError: A job's error (unknown to FTS, forbidden), the first one.
         """
+        self.poll_jobs(tally.pending(), tally.to_sample(), tally.add)
+
+    def poll_jobs(
+        self, job_ids: Sequence[str], sample: Sequence[str], add: Callable[[dict], None]
+    ) -> None:
+        """One poll round for some jobs of a wait (those this server holds): their records,
+        the files of those that ended, ``sample`` jobs' file states; ``add`` takes each.
+
+        :raises FTSError: A job's error (unknown to FTS, forbidden), the first one.
+        """
         self.credentials.check_usable("status")
-        flow = protocol.job_round(tally.pending(), tally.to_sample(), tally.add)
-        errors = self._run(flow)
+        errors = self._run(protocol.job_round(job_ids, sample, add))
         if errors:
             raise next(iter(errors.values()))
 

@@ -9,6 +9,7 @@ in :mod:`.credential_table`); any other combination is refused with the rule it 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -51,6 +52,7 @@ from airflow_provider_fts.client.delegation import (
     DEFAULT_RENEW_BELOW,
     DelegationPolicy,
 )
+from airflow_provider_fts.client.endpoints import DEFAULT_FAILOVER_WAIT, POLICIES
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidationError
 from airflow_provider_fts.client.oidc_wire import OIDCSettings
 
@@ -163,6 +165,9 @@ class FTSConnectionSettings:
     delegation: DelegationPolicy = field(default_factory=DelegationPolicy)
     monitoring_url: str = ""
     timeout: float = DEFAULT_TIMEOUT
+    failover_endpoints: tuple[str, ...] = ()
+    endpoint_policy: str = POLICIES[0]
+    failover_wait: float = DEFAULT_FAILOVER_WAIT
 
     @classmethod
     def from_connection(
@@ -190,6 +195,37 @@ class FTSConnectionSettings:
             delegation=_delegation(extra),
             monitoring_url=_monitoring_url(extra, hostname),
             timeout=_seconds(extra, "timeout_seconds", DEFAULT_TIMEOUT),
+            failover_endpoints=_failover_endpoints(extra, endpoint),
+            endpoint_policy=_policy(extra),
+            failover_wait=_seconds(extra, "failover_wait_seconds", DEFAULT_FAILOVER_WAIT),
+        )
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Every FTS endpoint of the connection, in order of preference: the host first."""
+        return (self.endpoint, *self.failover_endpoints)
+
+    def for_endpoint(self, endpoint: str) -> FTSConnectionSettings:
+        """These settings aimed at another of the connection's endpoints.
+
+        What defaults to the endpoint follows it: the monitoring URL's host and the OIDC
+        token's audience (one token per server audience; an ``oidc_audience`` naming
+        another value applies to every server).
+
+        :param endpoint: one of :attr:`endpoints`.
+        """
+        if endpoint == self.endpoint:
+            return self
+        monitoring = self.monitoring_url
+        if monitoring == MONITORING_URL.format(host=_hostname(self.endpoint)):
+            monitoring = MONITORING_URL.format(host=_hostname(endpoint))
+        credential = self.credential
+        oidc = credential.oidc
+        if oidc is not None and oidc.audience == self.endpoint:
+            oidc = dataclasses.replace(oidc, audience=endpoint)
+            credential = dataclasses.replace(credential, oidc=oidc)
+        return dataclasses.replace(
+            self, endpoint=endpoint, monitoring_url=monitoring, credential=credential
         )
 
     @property
@@ -335,7 +371,53 @@ def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
 
     # Airflow 3.3.1 gives 0 for an empty port.
     endpoint = normalise_endpoint(host or "", port=port or None, field="host")
-    return endpoint, endpoint.removeprefix("https://").rsplit(":", 1)[0]
+    return endpoint, _hostname(endpoint)
+
+
+def _hostname(endpoint: str) -> str:
+    return endpoint.removeprefix("https://").rsplit(":", 1)[0]
+
+
+def _failover_endpoints(extra: Mapping[str, Any], endpoint: str) -> tuple[str, ...]:
+    """The other endpoints, each checked like the host; none twice, not the host again.
+
+    :param extra: the connection's extras (``failover_endpoints``: a list or a string
+        with commas).
+    :param endpoint: the host's endpoint.
+    """
+    from airflow_provider_fts.client.protocol import normalise_endpoint
+
+    key = "failover_endpoints"
+    value = extra.get(key) or []
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise FTSValidationError(
+            f"extra {key!r}",
+            f"is a {type(value).__name__}, not a list of endpoints.",
+            'Use e.g. ["https://fts2.example.org:8446"] or "fts2.example.org,fts3.example.org".',
+        )
+    seen = [endpoint]
+    for item in items:
+        other = normalise_endpoint(str(item), field=f"extra {key!r}")
+        if other in seen:
+            raise FTSValidationError(
+                f"extra {key!r}",
+                f"names {other} twice (the host counts as the first endpoint).",
+                "List each other endpoint once.",
+            )
+        seen.append(other)
+    return tuple(seen[1:])
+
+
+def _policy(extra: Mapping[str, Any]) -> str:
+    value = str(extra.get("endpoint_policy", POLICIES[0])).strip().lower()
+    if value not in POLICIES:
+        raise FTSValidationError(
+            "extra 'endpoint_policy'",
+            f"{extra['endpoint_policy']!r} is not a policy.",
+            f"Use one of: {', '.join(POLICIES)}.",
+        )
+    return value
 
 
 def _delegation(extra: Mapping[str, Any]) -> DelegationPolicy:

@@ -149,6 +149,26 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Longest wait for one FTS answer (default 60; connecting: at most 10).",
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
     },
+    "failover_endpoints": {
+        "label": "Failover endpoints",
+        "description": "Other FTS REST endpoints, in order of preference after the host: a "
+        "list or comma-separated, e.g. https://fts2.example.org:8446. A job goes to another "
+        "server only when the one tried surely does not hold it.",
+        "schema": {"type": ["string", "array", "null"], "items": {"type": "string"}},
+    },
+    "endpoint_policy": {
+        "label": "Endpoint policy",
+        "description": "failover (the default: the host first, then the others in order) or "
+        "random (submissions spread over the servers not cooling down after a failure).",
+        "schema": _PATH,
+    },
+    "failover_wait_seconds": {
+        "label": "Failover wait (seconds)",
+        "description": "After a submission's answer was lost, how long to keep asking that "
+        "server whether it holds the job before giving up (default 600); no other server is "
+        "tried meanwhile.",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
     "monitoring_url": {
         "label": "Monitoring URL template",
         "description": "Job page in FTS web monitoring; {job_id} is replaced. "

@@ -245,6 +245,25 @@ class Failures:
             self.listed.append(listed)
             self._listed_bytes += size
 
+    def merge(self, other: Failures) -> None:
+        """Another set of failures (of other jobs) joined to these, under the same caps."""
+        self.count += other.count
+        self.recoverable += other.recoverable
+        for group in other.reasons.values():
+            reason = group["reason"]
+            if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
+                reason = OTHER_REASONS
+            mine = self.reasons.setdefault(reason, {"reason": reason, "files": 0, "recoverable": 0})
+            mine["files"] += group["files"]
+            mine["recoverable"] += group["recoverable"]
+        for listed in other.listed:
+            size = len(json.dumps(listed))
+            full = len(self.listed) >= MAX_FAILED_FILES
+            if full or self._listed_bytes + size > FAILED_FILES_BYTES:
+                break
+            self.listed.append(listed)
+            self._listed_bytes += size
+
     def to_json(self) -> dict[str, Any]:
         # Most files first, the other reasons last.
         reasons = sorted(
@@ -357,6 +376,33 @@ def summarize_jobs(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for record in records:
         tally.add(record)
     return tally.summary()
+
+
+def merge_summaries(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One summary of the jobs of several summaries (e.g. one per FTS server), exact in
+    its counts and under the same caps; the throughput is the bytes over the summed time."""
+    merged: dict[str, Any] = {"job_ids": [], "job_states": {}, "files": 0, "uncounted_jobs": 0}
+    file_states: Counter[str] = Counter()
+    failures = Failures()
+    moved = seconds = 0.0
+    for part in parts:
+        merged["job_ids"] += part["job_ids"]
+        merged["job_states"].update(part["job_states"])
+        merged["files"] += part["files"]
+        merged["uncounted_jobs"] += part.get("uncounted_jobs") or 0
+        file_states.update(part["file_states"])
+        failures.merge(Failures.of(part))
+        moved += part["bytes"]
+        if part["throughput_mib_s"]:
+            seconds += part["bytes"] / part["throughput_mib_s"] / 2**20
+    throughput = moved / seconds / 2**20 if seconds > 0 else None
+    return {
+        **merged,
+        "file_states": dict(sorted(file_states.items())),
+        **failures.to_json(),
+        "bytes": int(moved),
+        "throughput_mib_s": round(throughput, 3) if throughput is not None else None,
+    }
 
 
 def with_failures(summary: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> dict:

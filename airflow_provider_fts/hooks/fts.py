@@ -1,7 +1,10 @@
 """FTSHook: an Airflow connection of type ``fts`` turned into an FTS client.
 
-The connection holds the REST endpoint (host and port), the credential (a proxy file, a
-certificate and key, pasted PEMs, or a bearer token) and how to trust the server. The
+The connection holds the REST endpoint (host and port; ``failover_endpoints`` name others),
+the credential (a proxy file, a certificate and key, pasted PEMs, or a bearer token) and
+how to trust the server. With several endpoints the hook hides them: a submission goes to
+one server exactly once (:mod:`airflow_provider_fts.client.endpoints`), and every job
+method goes to the server that holds the job; job ids stay plain FTS ids. The
 hook reads the connection and hands its fields to :mod:`airflow_provider_fts.client.connection`,
 which checks every one before any request; secrets go through Airflow's secret masker
 before anything can log them.
@@ -18,13 +21,19 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
 from airflow_provider_fts.client.connection import FTSConnectionSettings
+from airflow_provider_fts.client.errors import (
+    FTSError,
+    is_transient,
+)
 from airflow_provider_fts.client.oidc import on_new_secret
+from airflow_provider_fts.client.states import ids_in_words
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
+    from airflow_provider_fts.client.endpoints import Endpoints
     from airflow_provider_fts.client.poller import JobPoller
     from airflow_provider_fts.client.states import Tally
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
@@ -69,16 +78,32 @@ class FTSHook(BaseHook):
         return settings
 
     def get_conn(self) -> FTSClient:
-        """The FTS client of this hook (one per hook; it caches identity and delegation)."""
+        """The client of the first endpoint (one per hook; it caches identity and delegation)."""
         return self._client
 
     get_client = get_conn  # the hook's earlier name for get_conn, kept for its callers
 
     @cached_property
     def _client(self) -> FTSClient:
-        from airflow_provider_fts.client.client import FTSClient
+        return self.endpoints.primary
+
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        """The connection's servers, their clients, and where each job is."""
+        from airflow_provider_fts.client.endpoints import Endpoints
 
         settings = self.settings
+        return Endpoints(
+            settings.endpoints,
+            self._connect,
+            policy=settings.endpoint_policy,
+            wait=settings.failover_wait,
+        )
+
+    def _connect(self, endpoint: str) -> FTSClient:
+        from airflow_provider_fts.client.client import FTSClient
+
+        settings = self.settings.for_endpoint(endpoint)
         credentials, file_keys = _credentials(settings)
         for key in file_keys:
             mask_secret(key)
@@ -92,8 +117,9 @@ class FTSHook(BaseHook):
             storage_tokens=_storage_token_minter(settings),
         )
 
-    async def aget_poller(self) -> JobPoller:
-        """The poller this process shares among triggers of the same endpoint and credential.
+    async def aget_poller(self) -> JobPoller | _PollersByEndpoint:
+        """The poller this process shares among triggers of the same endpoint and credential
+        (several endpoints: the same ``wait``, each server's jobs through its own poller).
 
         Nothing here blocks the event loop: the connection comes from the async helpers,
         and reading credential files (maybe decrypting a key) runs in a thread.
@@ -101,6 +127,8 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.poller import shared_poller
 
         settings = await self.asettings()
+        if settings.failover_endpoints:
+            return _PollersByEndpoint(self, settings)
         key = await asyncio.to_thread(settings.poller_key)
         return await shared_poller(key, lambda: self._new_poller(settings))
 
@@ -121,8 +149,28 @@ class FTSHook(BaseHook):
         )
 
     def job_url(self, job_id: str) -> str:
-        """The job's page in FTS web monitoring."""
-        return self.settings.job_url(job_id)
+        """The job's page in the web monitoring of the server that holds it.
+
+        No request with one endpoint, nor for a job the hook submitted or already found;
+        otherwise the servers are asked (none answering: the first server's page).
+        """
+        try:
+            endpoint = self.endpoints.endpoint_of(job_id)
+        except FTSError:
+            endpoint = self.endpoints.endpoint_known(job_id)
+        return self.settings.for_endpoint(endpoint).job_url(job_id)
+
+    def endpoint_of(self, job_id: str) -> str:
+        """``https://host:port`` of the server that holds the job (asked when unknown)."""
+        return self.endpoints.endpoint_of(job_id)
+
+    def job_endpoints(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """``{job_id: https://host:port}`` as far as the hook knows without asking (the
+        server it submitted each job to or found it on)."""
+        return {job_id: self.endpoints.endpoint_known(job_id) for job_id in job_ids}
+
+    def _client_of(self, job_id: str) -> FTSClient:
+        return self.endpoints.client(self.endpoints.endpoint_of(job_id))
 
     def whoami(self) -> dict:
         return self.get_conn().whoami()
@@ -143,7 +191,7 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.submission import Transfer
 
         planned = [Transfer.coerce(transfer, index) for index, transfer in enumerate(transfers)]
-        job_id = self.get_conn().submit_job(planned, **job_params)
+        job_id = self.endpoints.submit(planned, **job_params)
         self._report_lineage(planned)
         return job_id
 
@@ -154,13 +202,13 @@ class FTSHook(BaseHook):
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""
-        return self.get_conn().expected_job_id(sid)
+        return self.endpoints.expected_job_id(sid)
 
     def get_job(
         self, job_id: str, *, files: bool = False, file_fields: Sequence[str] | None = None
     ) -> dict:
         """One job; ``files=True`` adds the summary's file fields, ``file_fields`` others."""
-        return self.get_conn().get_job(job_id, files=files, file_fields=file_fields)
+        return self._client_of(job_id).get_job(job_id, files=files, file_fields=file_fields)
 
     def get_jobs(
         self,
@@ -170,7 +218,7 @@ class FTSHook(BaseHook):
         file_fields: Sequence[str] | None = None,
     ) -> list[dict]:
         """Many jobs in requests of up to 100 ids; a missing job is an error entry, not a raise."""
-        return self.get_conn().get_jobs(job_ids, files=files, file_fields=file_fields)
+        return self.endpoints.read(job_ids, archived=False, files=files, file_fields=file_fields)
 
     def get_jobs_or_archived(
         self,
@@ -180,17 +228,16 @@ class FTSHook(BaseHook):
         file_fields: Sequence[str] | None = None,
     ) -> list[dict]:
         """Like :meth:`get_jobs`, with jobs FTS purged read from its archive."""
-        client = self.get_conn()
-        return client.get_jobs_or_archived(job_ids, files=files, file_fields=file_fields)
+        return self.endpoints.read(job_ids, archived=True, files=files, file_fields=file_fields)
 
     def get_job_files(self, job_id: str) -> list[dict]:
-        return self.get_conn().get_job_files(job_id)
+        return self._client_of(job_id).get_job_files(job_id)
 
     def get_file_retries(self, job_id: str, file_id: int) -> list[dict]:
-        return self.get_conn().get_file_retries(job_id, file_id)
+        return self._client_of(job_id).get_file_retries(job_id, file_id)
 
     def get_archived_job(self, job_id: str) -> dict:
-        return self.get_conn().get_archived_job(job_id)
+        return self._client_of(job_id).get_archived_job(job_id)
 
     def list_jobs(
         self,
@@ -219,26 +266,50 @@ class FTSHook(BaseHook):
         )
 
     def cancel_job(self, job_id: str) -> dict:
-        return self.get_conn().cancel_job(job_id)
+        return self._client_of(job_id).cancel_job(job_id)
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> list[dict]:
-        return self.get_conn().cancel_jobs(job_ids)
+        answers = [
+            answer
+            for endpoint, ids in self.endpoints.by_endpoint(job_ids).items()
+            for answer in self.endpoints.client(endpoint).cancel_jobs(ids)
+        ]
+        return _in_order(answers, job_ids)
 
     def cancel_files(self, job_id: str, file_ids: Sequence[int]) -> list[str]:
-        return self.get_conn().cancel_files(job_id, file_ids)
+        return self._client_of(job_id).cancel_files(job_id, file_ids)
 
     def set_priority(self, job_ids: Sequence[str], priority: int) -> list[dict]:
         """Change the priority (1 low .. 5 high) of queued jobs; one answer entry per job."""
-        return self.get_conn().set_priority(job_ids, priority)
+        if isinstance(job_ids, str):
+            return self.get_conn().set_priority(job_ids, priority)  # refused there, by name
+        answers = [
+            answer
+            for endpoint, ids in self.endpoints.by_endpoint(job_ids).items()
+            for answer in self.endpoints.client(endpoint).set_priority(ids, priority)
+        ]
+        return _in_order(answers, job_ids)
 
     def test_connection(self) -> tuple[bool, str]:
         """Whether this connection can submit, and if not why and what to do; never raises.
 
         True needs a credential that FTS would accept for a submission (loaded, not
         expired, at least an hour left) and an answer from the server about who we are.
+        With several endpoints each is reported, and one that answers is enough.
         """
         try:
-            client = self.get_conn()
+            endpoints = self.settings.endpoints
+        except Exception as error:  # the contract: report, never raise
+            return False, f"{type(error).__name__}: {error}"
+        reports = [self._test_endpoint(endpoint) for endpoint in endpoints]
+        if len(reports) == 1:
+            return reports[0]
+        lines = [f"{e}: {text}" for e, (_, text) in zip(endpoints, reports, strict=True)]
+        return any(ok for ok, _ in reports), " | ".join(lines)
+
+    def _test_endpoint(self, endpoint: str) -> tuple[bool, str]:
+        try:
+            client = self.endpoints.client(endpoint)
             client.credentials.check_usable("submit")  # raises with the reason and the fix
             identity = client.whoami()
             if client.uses_token:
@@ -248,7 +319,7 @@ class FTSHook(BaseHook):
             else:
                 state = f"{_validity(client.credentials)}; {_delegation_state(client)}"
             user = identity.get("user_dn", "?")
-            where = f"{self.settings.endpoint} as {user} ({_vo_names(identity)})"
+            where = f"{endpoint} as {user} ({_vo_names(identity)})"
             return True, f"Connected to {where}; {state}."
         except Exception as error:  # the contract: report, never raise
             return False, f"{type(error).__name__}: {error}"
@@ -272,7 +343,10 @@ class FTSHook(BaseHook):
         from airflow_provider_fts.client.states import Tally
 
         tally = Tally(job_ids) if tally is None else tally
-        self.get_conn().poll(tally)
+        pending, due = tally.pending(), set(tally.to_sample())
+        for endpoint, ids in self.endpoints.by_endpoint(pending).items():
+            sample = [job_id for job_id in ids if job_id in due]
+            self.endpoints.client(endpoint).poll_jobs(ids, sample, tally.add)
         return tally.summary()
 
     def wait_for_jobs(
@@ -301,13 +375,22 @@ class FTSHook(BaseHook):
         deadline = None if timeout is None else time.monotonic() + timeout
         tally = Tally(job_ids)
         while True:
-            summary = self.get_summary(job_ids, tally=tally)
-            if on_poll is not None:
-                on_poll(summary)
-            if tally.ended:
-                return summary
+            try:
+                summary = self.get_summary(job_ids, tally=tally)
+            except FTSError as error:
+                # As in the triggerer's poller: a round lost to a passing fault (a server
+                # down for a while) is asked again next round; the jobs run on meanwhile.
+                if not is_transient(error):
+                    raise
+                self.log.warning("FTS did not answer a poll (%s); asking again", error)
+            else:
+                if on_poll is not None:
+                    on_poll(summary)
+                if tally.ended:
+                    return summary
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"FTS jobs {list(job_ids)} still running after {timeout} s")
+                running = ids_in_words(tally.pending())
+                raise TimeoutError(f"FTS jobs {running} still running after {timeout} s")
             time.sleep(poll_interval)
 
     def iter_files(
@@ -327,7 +410,45 @@ class FTSHook(BaseHook):
         :param fields: The file fields (default: the summary's).
         """
         extra = {} if fields is None else {"fields": fields}
-        return self.get_conn().iter_files(job_ids, states=states, **extra)
+        for endpoint, ids in self.endpoints.by_endpoint(job_ids).items():
+            yield from self.endpoints.client(endpoint).iter_files(ids, states=states, **extra)
+
+
+class _PollersByEndpoint:
+    """The poller of a connection with several endpoints: the jobs grouped by the server
+    that holds them, each group waited for through that server's shared poller.
+
+    :param hook: The hook (it finds where each job is).
+    :param settings: The connection.
+    """
+
+    def __init__(self, hook: FTSHook, settings: FTSConnectionSettings) -> None:
+        self._hook = hook
+        self._settings = settings
+
+    async def wait(
+        self,
+        job_ids: Sequence[str],
+        *,
+        interval: float = 30.0,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        from airflow_provider_fts.client.endpoints import wait_by_endpoint
+        from airflow_provider_fts.client.poller import shared_poller
+
+        groups = await asyncio.to_thread(self._hook.endpoints.by_endpoint, job_ids)
+        pollers = {}
+        for endpoint in groups:
+            settings = self._settings.for_endpoint(endpoint)
+            key = await asyncio.to_thread(settings.poller_key)
+            pollers[endpoint] = await shared_poller(key, lambda s=settings: FTSHook._new_poller(s))
+        return await wait_by_endpoint(groups, pollers, interval=interval, on_poll=on_poll)
+
+
+def _in_order(answers: list[dict], job_ids: Sequence[str]) -> list[dict]:
+    """Per-job answers of several servers in the order the jobs were asked."""
+    order = {job_id: index for index, job_id in enumerate(job_ids)}
+    return sorted(answers, key=lambda answer: order.get(answer.get("job_id"), len(order)))
 
 
 def _checked(conn: Any, extra: Mapping[str, Any]) -> FTSConnectionSettings:

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 #: XCom keys the submit operator pushes before it waits (the link reads the URL).
 JOB_ID_KEY = "fts_job_id"
 JOB_URL_KEY = "fts_job_url"
+#: XCom key of ``{job_id: "https://host:port"}``: the server that holds each job, for
+#: other tools (a connection may name several servers; job ids stay plain FTS ids).
+JOB_ENDPOINT_KEY = "fts_job_endpoints"
 #: XCom key of the outcome summary, pushed by whatever waited, even when the task fails.
 SUMMARY_KEY = "fts_summary"
 

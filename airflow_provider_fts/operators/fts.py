@@ -37,7 +37,7 @@ from airflow_provider_fts.client.states import (
 )
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.links.fts import JOB_ID_KEY, FTSJobLink
+from airflow_provider_fts.links.fts import JOB_ENDPOINT_KEY, JOB_ID_KEY, FTSJobLink
 from airflow_provider_fts.tasks import DEFAULT_DEFERRABLE, FTSTask, check_asset_grain
 from airflow_provider_fts.verdict import (
     final_on_bad_input,
@@ -224,6 +224,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         result = job_ids[0] if len(job_ids) == 1 else job_ids
         context["ti"].xcom_push(key=JOB_ID_KEY, value=result)
         self._push_job_url(context, job_ids)
+        context["ti"].xcom_push(key=JOB_ENDPOINT_KEY, value=self.hook.job_endpoints(job_ids))
         if self.wait_for_completion:
             self._wait(job_ids, earlier, context)
         return result

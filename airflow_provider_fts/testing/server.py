@@ -81,9 +81,9 @@ class FTSEmulator:
         self.faults = Faults()
         self.requests: Counter[str] = Counter()
         self._count_lock = threading.Lock()
-        context = server_context(host_credential, ca, ca_dir)
+        self._context = server_context(host_credential, ca, ca_dir)
         # Bound first: the default token audience is the emulator's own URL.
-        self._httpd = TLSServer((host, port), context, self)
+        self._httpd = TLSServer((host, port), self._context, self)
         self._thread: threading.Thread | None = None
         validator = None
         if token_issuers:
@@ -114,26 +114,39 @@ class FTSEmulator:
 
     def start(self) -> FTSEmulator:
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.02},
-                name=f"fts-emulator-{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
+            self._serve()
             if self._run_engine:
                 self.engine.start()
         return self
 
     def stop(self) -> None:
+        if self._thread is not None and self._run_engine:
+            self.engine.stop()
+        self.go_down()
+
+    def _serve(self) -> None:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"fts-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def go_down(self) -> None:
+        """Stop listening, as a server down for maintenance: connections are refused, open
+        ones are cut; the jobs are kept and move on (see :meth:`come_back`)."""
         if self._thread is not None:
-            if self._run_engine:
-                self.engine.stop()
             self._httpd.shutdown()
             self._thread.join()
             self._thread = None
         self._httpd.close_connections()
         self._httpd.server_close()
+
+    def come_back(self) -> None:
+        """Listen again on the same port, with the jobs the server had."""
+        self._httpd = TLSServer((self.host, self.port), self._context, self)
+        self._serve()
 
     def __enter__(self) -> FTSEmulator:
         return self.start()

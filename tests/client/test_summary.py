@@ -7,6 +7,7 @@ import json
 from airflow_provider_fts.client.states import (
     ProgressLog,
     all_terminal,
+    merge_summaries,
     progress_line,
     stored_url_key,
     summarize_jobs,
@@ -212,3 +213,18 @@ def test_more_failures_join_a_summary_under_the_same_caps():
         {"reason": "B", "files": 100, "recoverable": 0},
         {"reason": "A", "files": 1, "recoverable": 0},
     ]
+
+
+def test_summaries_of_two_servers_merge_into_the_summary_of_all_their_jobs():
+    def job(job_id: str, state: str, failed: int, finished: int) -> dict:
+        files = [
+            file_record("FAILED", reason=f"R{n % 3}", recoverable=n % 2 == 0) for n in range(failed)
+        ] + [file_record("FINISHED", filesize=2**20, tx_duration=0.25) for _ in range(finished)]
+        return {"job_id": job_id, "job_state": state, "files": files}
+
+    first = [job("a", "FINISHEDDIRTY", 3, 4), job("b", "FINISHED", 0, 2)]
+    second = [job("c", "FAILED", 5, 0), job("d", "FINISHEDDIRTY", 1, 6)]
+
+    merged = merge_summaries([summarize_jobs(first), summarize_jobs(second)])
+
+    assert merged == summarize_jobs(first + second)

@@ -126,6 +126,10 @@ class AirflowStack:
             # The connection form's Test button (off by default): the browser test uses it.
             AIRFLOW__CORE__TEST_CONNECTION="Enabled",
         )
+        # The stack's processes import test helpers by module path (an auth manager, a
+        # plugin loader): the repository root is on their path, as on the test's.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.update(extra_env)
         return env
 

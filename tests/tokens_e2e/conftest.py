@@ -28,18 +28,23 @@ idp = idp_fixtures.idp
 fresh_token_sources = idp_fixtures.fresh_token_sources
 
 
-@pytest.fixture(scope="session")
-def token_emulator_session(
-    idp: IdP, fts_pki: FTSTestPKI, fts_storage: dict[str, Path]
-) -> Iterator[FTSEmulator]:
-    with FTSEmulator(
+def token_server(idp: IdP, fts_pki: FTSTestPKI, fts_storage: dict[str, Path]) -> FTSEmulator:
+    """An emulator (not started) that trusts the IdP, with the default audience."""
+    return FTSEmulator(
         ca=fts_pki.ca,
         host_credential=fts_pki.host,
         ca_dir=fts_pki.ca_dir,
         storage=fts_storage,
         token_issuers=[TrustedIssuer(idp.issuer)],
         token_prep_delay=0.2,
-    ) as emulator:
+    )
+
+
+@pytest.fixture(scope="session")
+def token_emulator_session(
+    idp: IdP, fts_pki: FTSTestPKI, fts_storage: dict[str, Path]
+) -> Iterator[FTSEmulator]:
+    with token_server(idp, fts_pki, fts_storage) as emulator:
         yield emulator
 
 
