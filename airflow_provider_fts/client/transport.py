@@ -107,7 +107,7 @@ class Transport:
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
-        pool_maxsize: int = 10,
+        pool_maxsize: int = 16,  # the most chunks a task submits at once
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.bearer = bearer if bearer is not None else (StaticToken(token) if token else None)

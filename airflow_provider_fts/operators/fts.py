@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,8 @@ OWNED_JOB_PARAMS = {
     "finds the jobs of the earlier ones",
     "id_generator": "the operator needs deterministic job ids to submit exactly once",
 }
+#: Most chunks submitted at once by one task, whatever it asks: no task floods an FTS server.
+MAX_SUBMIT_CONCURRENCY = 16
 
 
 class Chunk:
@@ -138,6 +141,8 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
     :param deferrable: Wait in the triggerer instead of a worker slot.
     :param cancel_on_kill: Cancel the jobs when a user marks the task failed (a clear or a
         mark-success never cancels; the next try reconnects to the jobs).
+    :param submit_concurrency: Jobs submitted at once when the transfers make several (at
+        most ``MAX_SUBMIT_CONCURRENCY``, 16).
 
     With ``wait_for_completion=True`` this is the task Airflow retries: a recoverable
     failure raises :class:`~airflow_provider_fts.verdict.FTSRecoverableFailure` and the
@@ -162,9 +167,19 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         allow_partial: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = True,
+        submit_concurrency: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(submit_concurrency, int) or not 1 <= submit_concurrency <= (
+            MAX_SUBMIT_CONCURRENCY
+        ):
+            raise FTSValidationError(
+                "submit_concurrency",
+                f"{submit_concurrency!r} is not a whole number from 1 to "
+                f"{MAX_SUBMIT_CONCURRENCY}: more submissions at once would flood the FTS server.",
+                "Use e.g. 4 (the default).",
+            )
         self.transfers = transfers
         self.job_params = job_params
         self.fts_conn_id = fts_conn_id
@@ -175,6 +190,7 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         self.allow_partial = allow_partial
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
+        self.submit_concurrency = submit_concurrency
         self._job_ids: list[str] = []
         self._ti: Any = None
 
@@ -264,7 +280,13 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
     def _submit_or_resume(
         self, chunks: list[Chunk], earlier: dict[int, EarlierJobs], context: Context
     ) -> list[str]:
-        job_ids = []
+        """One job id per chunk: an earlier try's job where it stands, else a new one.
+
+        New jobs are sent ``submit_concurrency`` at a time. Each keeps its deterministic
+        sid, so a lost answer or a killed worker leaves nothing a retry would send twice.
+        """
+        job_ids: list[str | None] = []
+        to_submit: list[tuple[int, Chunk, list[Transfer]]] = []
         for chunk in chunks:
             jobs = earlier.get(chunk.index) or EarlierJobs([])
             latest = jobs.latest
@@ -288,8 +310,21 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
             if latest and not remaining:  # nothing worth resending: its verdict stands
                 job_ids.append(latest["job_id"])
                 continue
-            sid = self._sid(context, context["ti"].try_number, chunk.index)
-            job_ids.append(self.hook.submit_job(remaining, sid=sid, **chunk.params))
+            to_submit.append((len(job_ids), chunk, remaining))
+            job_ids.append(None)
+        try_number = context["ti"].try_number
+
+        def submit(planned: tuple[int, Chunk, list[Transfer]]) -> None:
+            position, chunk, remaining = planned
+            sid = self._sid(context, try_number, chunk.index)
+            job_ids[position] = self.hook.submit_job(remaining, sid=sid, **chunk.params)
+
+        # One client made before the threads share it: one whoami, one delegation check
+        # (behind its locks) and one connection pool for every chunk.
+        self.hook.get_conn()
+        with ThreadPoolExecutor(min(self.submit_concurrency, len(to_submit) or 1)) as pool:
+            for _ in pool.map(submit, to_submit):  # the first failure, once the rest are sent
+                pass
         return job_ids
 
     def _earlier_jobs(self, chunks: list[Chunk], context: Context) -> dict[int, EarlierJobs]:
