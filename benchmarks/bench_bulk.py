@@ -44,7 +44,7 @@ ECONNRESET = 110  # ETIMEDOUT, a recoverable failure
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--modes", nargs="+", default=["sync", "deferred"])
+    parser.add_argument("--modes", nargs="+", choices=["sync", "deferred"])
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline code")
     parser.add_argument("--no-baseline", action="store_true", help="this checkout only")
     parser.add_argument("--connection", help="an FTS endpoint (Airflow connection JSON)")
@@ -54,13 +54,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--post-delay", type=float, default=0.05)
     parser.add_argument("--submit-files", type=int, default=20_000, help="for submission timing")
     parser.add_argument("--engine-concurrency", type=int, default=2_000_000)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 files, sync")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 files (sync)")
     parser.add_argument("--child", choices=["task", "trigger"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.modes, args.hold, args.poll = [2_000], ["sync"], 4.0, 1.0
-        args.submit_files = 2_000
+        args.sizes, args.hold, args.poll, args.submit_files = [2_000], 4.0, 1.0, 2_000
+    args.modes = args.modes or (["sync"] if args.quick else ["sync", "deferred"])
     return args
 
 
