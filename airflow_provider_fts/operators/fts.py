@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -64,12 +65,36 @@ MAX_SUBMIT_CONCURRENCY = 16
 
 
 class Chunk:
-    """The transfers of one job, with the job parameters they share."""
+    """The transfers of one job, with the job parameters they share.
 
-    def __init__(self, index: int, transfers: list[Transfer], params: dict[str, Any]) -> None:
+    It keeps the transfers as the user wrote them, with their positions in ``transfers``,
+    and reads them into :class:`Transfer` objects when asked: a task of a million
+    transfers holds the objects of the chunks being sent, not a million of them.
+    """
+
+    def __init__(
+        self, index: int, items: list[Any], positions: Sequence[int], params: dict[str, Any]
+    ) -> None:
         self.index = index
-        self.transfers = transfers
+        self.items = items
+        self.positions = positions
         self.params = params
+
+    @property
+    def transfers(self) -> list[Transfer]:
+        return [
+            Transfer.coerce(item, position)
+            for position, item in zip(self.positions, self.items, strict=True)
+        ]
+
+    def check(self) -> None:
+        """Refuse the job as FTS would, before anything is sent (one read of each transfer)."""
+        try:
+            build_submission(self.items, **self.params)
+        except FTSValidationError:
+            # A transfer's problem is found again, named by its position in ``transfers``.
+            _ = self.transfers
+            raise
 
     def to_send(self, done: set[str]) -> list[Transfer]:
         """The transfers with a destination not in ``done`` (compared as FTS stores URLs)."""
@@ -250,25 +275,29 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
                 f"is a {type(transfers).__name__}, not a list of transfers.",
                 "Pass a list of (source, destination) pairs or dicts, even for one transfer.",
             )
-        groups: dict[str, tuple[dict, list[Transfer]]] = {}
+        groups: dict[str, tuple[dict, list[Any], array]] = {}
+        base_key = json.dumps(base, sort_keys=True, default=str)
         for index, item in enumerate(transfers):
-            params = base
+            params, key = base, base_key
             if isinstance(item, dict) and TRANSFER_JOB_PARAMS in item:
                 item = dict(item)
                 own = item.pop(TRANSFER_JOB_PARAMS)
                 if isinstance(own, dict):
                     refuse_owned_params(own, f"transfers[{index}].{TRANSFER_JOB_PARAMS}")
                 params = {**base, **own}
-            key = json.dumps(params, sort_keys=True, default=str)
-            groups.setdefault(key, (params, []))[1].append(Transfer.coerce(item, index))
+                key = json.dumps(params, sort_keys=True, default=str)
+            group = groups.setdefault(key, (params, [], array("q")))
+            group[1].append(item)
+            group[2].append(index)
         if not groups:
             raise FTSValidationError("transfers", "is empty.", "Give at least one transfer.")
         chunks: list[Chunk] = []
         size = self.max_files_per_job
-        for params, members in groups.values():
-            for start in range(0, len(members), size):
-                chunk = Chunk(len(chunks), members[start : start + size], params)
-                build_submission(chunk.transfers, **chunk.params)  # every job valid before any
+        for params, items, positions in groups.values():
+            for start in range(0, len(items), size):
+                end = start + size
+                chunk = Chunk(len(chunks), items[start:end], positions[start:end], params)
+                chunk.check()  # every job valid before any is sent
                 chunks.append(chunk)
         return chunks
 
@@ -286,7 +315,7 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
         sid, so a lost answer or a killed worker leaves nothing a retry would send twice.
         """
         job_ids: list[str | None] = []
-        to_submit: list[tuple[int, Chunk, list[Transfer]]] = []
+        to_submit: list[tuple[int, Chunk, list[Transfer] | None]] = []  # None: every transfer
         for chunk in chunks:
             jobs = earlier.get(chunk.index) or EarlierJobs([])
             latest = jobs.latest
@@ -295,8 +324,9 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
                 self.log.info("Chunk %d: reusing job %s (%s)", chunk.index, latest["job_id"], state)
                 job_ids.append(latest["job_id"])
                 continue
-            remaining = chunk.to_send(jobs.finished | jobs.not_resendable)
+            remaining = None
             if latest:
+                remaining = chunk.to_send(jobs.finished | jobs.not_resendable)
                 self.log.info(
                     "Chunk %d: job %s ended %s; resubmitting %d of %d files "
                     "(%d failed for good, never resent)",
@@ -304,20 +334,21 @@ class FTSSubmitOperator(ReplicaLineage, BaseOperator):
                     latest["job_id"],
                     state,
                     len(remaining),
-                    len(chunk.transfers),
+                    len(chunk.items),
                     len(jobs.lost),
                 )
-            if latest and not remaining:  # nothing worth resending: its verdict stands
-                job_ids.append(latest["job_id"])
-                continue
+                if not remaining:  # nothing worth resending: its verdict stands
+                    job_ids.append(latest["job_id"])
+                    continue
             to_submit.append((len(job_ids), chunk, remaining))
             job_ids.append(None)
         try_number = context["ti"].try_number
 
-        def submit(planned: tuple[int, Chunk, list[Transfer]]) -> None:
+        def submit(planned: tuple[int, Chunk, list[Transfer] | None]) -> None:
             position, chunk, remaining = planned
+            transfers = chunk.transfers if remaining is None else remaining
             sid = self._sid(context, try_number, chunk.index)
-            job_ids[position] = self.hook.submit_job(remaining, sid=sid, **chunk.params)
+            job_ids[position] = self.hook.submit_job(transfers, sid=sid, **chunk.params)
 
         # One client made before the threads share it: one whoami, one delegation check
         # (behind its locks) and one connection pool for every chunk.

@@ -1,10 +1,12 @@
-"""FTSSubmitOperator sends its chunks a few at a time, each exactly once."""
+"""FTSSubmitOperator sends its chunks a few at a time, each exactly once, holding little."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
 import time
+import tracemalloc
 
 import pytest
 
@@ -96,3 +98,30 @@ def test_lost_answers_while_sending_at_once_leave_one_job_per_chunk(hook, fts_em
 def test_submit_concurrency_outside_the_bounds_is_refused(value):
     with pytest.raises(FTSValidationError, match="submit_concurrency"):
         chunked_operator("refused", 2, submit_concurrency=value)
+
+
+def test_a_bad_transfer_in_a_later_chunk_is_named_by_its_place_in_transfers(fts_emulator):
+    transfers = [(STAGED, f"mock://dst.example/named-{n}") for n in range(5)]
+    transfers[3] = (STAGED, "dst.example/no-scheme")
+    operator = FTSSubmitOperator(task_id="named", transfers=transfers, max_files_per_job=2)
+
+    with pytest.raises(FTSValidationError) as refused:
+        operator.execute({"ti": TaskTry(1, task_id="named")})
+
+    assert refused.value.field == "transfers[3].destinations[0]"
+    assert fts_emulator.requests["POST /jobs"] == 0
+
+
+def test_planning_keeps_the_transfers_as_written_not_a_copy_of_each():
+    transfers = [(STAGED, f"mock://dst.example/plan-{n}") for n in range(20_000)]
+    operator = FTSSubmitOperator(task_id="plan", transfers=transfers)
+    gc.collect()
+    tracemalloc.start()
+
+    chunks = operator._chunks()
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+
+    assert sum(len(chunk.items) for chunk in chunks) == 20_000
+    assert held / 20_000 < 64, f"{held / 20_000:.0f} bytes held per transfer"
