@@ -43,7 +43,9 @@ ECONNRESET = 110  # ETIMEDOUT, a recoverable failure
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="none: no wait"
+    )
     parser.add_argument("--modes", nargs="+", choices=["sync", "deferred"])
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline code")
     parser.add_argument("--no-baseline", action="store_true", help="this checkout only")
@@ -348,8 +350,12 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
                 result = scenario(code, emulator, connection, spec)
                 jobs = result["counts"]["requests"].get("POST /jobs", 0)
                 label = "default" if concurrency is None else str(concurrency)
+                served = statistics.median(
+                    e[1] - e[0] for e in result["log"] if e[2] == "POST /jobs"
+                )
+                seconds = submission_seconds(result["log"])
                 submit_rows.append(
-                    [code.name, label, jobs, f"{submission_seconds(result['log']):.2f}"]
+                    [code.name, label, jobs, f"{seconds:.2f}", f"{served * 1000:.0f}"]
                 )
         emulator.clear_faults()
     print(f"One FTSSubmitOperator task, {args.files_per_job} files per job, transfers of "
@@ -369,8 +375,8 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
         )  # fmt: skip
         print(f"\nSubmitting {args.submit_files:,} files, every POST delayed "
               f"{args.post_delay:g} s at the emulator\n")  # fmt: skip
-        print_table(["code", "submit_concurrency", "POST /jobs", "first POST to last answer s"],
-                    submit_rows)  # fmt: skip
+        print_table(["code", "submit_concurrency", "POST /jobs", "first POST to last answer s",
+                     "one POST at the emulator ms (median)"], submit_rows)  # fmt: skip
 
 
 def wait_row(code: Code, size: int, mode: str, result: dict) -> list:
