@@ -355,8 +355,9 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
                 )
                 seconds = submission_seconds(result["log"])
                 submit_rows.append(
-                    [code.name, label, jobs, f"{seconds:.2f}", f"{served * 1000:.0f}"]
-                )
+                    [code.name, label, jobs, f"{seconds:.2f}", f"{served * 1000:.0f}",
+                     mib(result["peak_rss"]), mib(result["rss_before"])]
+                )  # fmt: skip
         emulator.clear_faults()
     print(f"One FTSSubmitOperator task, {args.files_per_job} files per job, transfers of "
           f"{args.hold:g} s, 1 % failing once, poll every {args.poll:g} s\n")  # fmt: skip
@@ -376,7 +377,8 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
         print(f"\nSubmitting {args.submit_files:,} files, every POST delayed "
               f"{args.post_delay:g} s at the emulator\n")  # fmt: skip
         print_table(["code", "submit_concurrency", "POST /jobs", "first POST to last answer s",
-                     "one POST at the emulator ms (median)"], submit_rows)  # fmt: skip
+                     "one POST at the emulator ms (median)", "task peak RSS MiB",
+                     "task RSS before"], submit_rows)  # fmt: skip
 
 
 def wait_row(code: Code, size: int, mode: str, result: dict) -> list:
