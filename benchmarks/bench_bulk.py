@@ -38,7 +38,7 @@ from pathlib import Path
 from harness import REPO, EmulatorProcess, print_table, use_private_airflow
 
 BASELINE = "80115dc"
-ECONNRESET = 110  # ETIMEDOUT, a recoverable failure
+ETIMEDOUT = 110  # a recoverable failure
 
 
 def parse_args() -> argparse.Namespace:
@@ -75,7 +75,7 @@ def transfers(size: int, tag: str, hold: float) -> list[tuple[str, str]]:
     for n in range(size):
         query = f"time={hold:g}"
         if n % 100 == 99:
-            query += f"&transfer_errno={ECONNRESET}&fail_jobs=1"
+            query += f"&transfer_errno={ETIMEDOUT}&fail_jobs=1"
         pairs.append((f"mock://src.example/{tag}/f{n}", f"mock://dst.example/{tag}/f{n}?{query}"))
     return pairs
 
@@ -363,7 +363,8 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
           f"{args.hold:g} s, 1 % failing once, poll every {args.poll:g} s\n")  # fmt: skip
     print_table(
         ["code", "files", "mode", "state", "wall s", "task peak RSS MiB", "task RSS before",
-         "triggerer peak RSS MiB", "XCom bytes", "event bytes (summary)", "requests by route"],
+         "triggerer peak RSS MiB", "XCom bytes", "event bytes (summary)", "requests by route",
+         "emulator peak RSS MiB"],
         wait_rows,
     )  # fmt: skip
     if emulator:
@@ -396,6 +397,7 @@ def wait_row(code: Code, size: int, mode: str, result: dict) -> list:
         xcoms,
         ", ".join(f"{e['event_bytes']:,} ({e['summary_bytes']:,})" for e in events) or "-",
         routes(result["counts"]) if "counts" in result else "-",
+        mib(result["counts"]["peak_rss"]) if "counts" in result else "-",
     ]
 
 

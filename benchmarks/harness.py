@@ -4,8 +4,9 @@ The emulator runs in a child process so that the client being measured and the s
 not share one GIL. The child prints one JSON line describing itself (URL, CA directory,
 proxy path, Airflow connection), then answers commands on stdin, one JSON line each:
 
-* ``counts``: ``{"requests": {route: n}, "connections": n}`` since the last reset; the
-  connections are TCP connections the server accepted, i.e. TLS handshakes.
+* ``counts``: ``{"requests": {route: n}, "bytes": {route: n}, "connections": n,
+  "peak_rss": bytes}`` since the last reset (the peak since the start); the connections
+  are TCP connections the server accepted, i.e. TLS handshakes.
 * ``reset``: zero both counters (and the log).
 * ``log``: ``[[arrived, answered, route, body bytes, file records], ...]`` since the last
   reset, one entry per answered request (epoch seconds; file records of ``GET /jobs``).
@@ -23,6 +24,7 @@ import asyncio
 import atexit
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -295,6 +297,7 @@ def _answer_commands(emulator, connections: Callable[[bool], int], log: list[lis
                 "requests": dict(emulator.requests),
                 "bytes": dict(emulator.bytes_sent),
                 "connections": connections(),
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             }
         elif command == "log":
             answer = list(log)
