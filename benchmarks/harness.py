@@ -4,9 +4,16 @@ The emulator runs in a child process so that the client being measured and the s
 not share one GIL. The child prints one JSON line describing itself (URL, CA directory,
 proxy path, Airflow connection), then answers commands on stdin, one JSON line each:
 
-* ``counts``: ``{"requests": {route: n}, "connections": n}`` since the last reset; the
-  connections are TCP connections the server accepted, i.e. TLS handshakes.
-* ``reset``: zero both counters.
+* ``counts``: ``{"requests": {route: n}, "bytes": {route: n}, "connections": n,
+  "peak_rss": bytes}`` since the last reset (the peak since the start); the connections
+  are TCP connections the server accepted, i.e. TLS handshakes.
+* ``reset``: zero both counters (and the log).
+* ``log``: ``[[arrived, answered, route, body bytes, file records], ...]`` since the last
+  reset, one entry per answered request (epoch seconds; file records of ``GET /jobs``).
+* ``post_delay <seconds>``: every POST waits that long first (``faults.post_delay``).
+* ``clear``: disarm every fault.
+
+``FTS_BENCH_ENGINE_CONCURRENCY`` sets how many transfers the engine runs at once.
 
 End of stdin stops it. ``python benchmarks/harness.py`` runs the child side.
 """
@@ -17,11 +24,13 @@ import asyncio
 import atexit
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +83,15 @@ class EmulatorProcess:
 
     def reset(self) -> None:
         self._ask("reset")
+
+    def log(self) -> list[list]:
+        return self._ask("log")
+
+    def post_delay(self, seconds: float) -> None:
+        self._ask(f"post_delay {seconds}")
+
+    def clear_faults(self) -> None:
+        self._ask("clear")
 
     def close(self) -> None:
         self._process.stdin.close()
@@ -219,6 +237,10 @@ def _serve() -> None:
             ca=pki.ca, host_credential=pki.host, ca_dir=pki.ca_dir, **_token_options()
         )
         connections = _count_connections(emulator)
+        log = _log_requests(emulator)
+        concurrency = os.environ.get("FTS_BENCH_ENGINE_CONCURRENCY")
+        if concurrency:
+            emulator.engine.concurrency = int(concurrency)
         with emulator:
             info = EmulatorInfo(
                 url=emulator.url,
@@ -227,7 +249,7 @@ def _serve() -> None:
                 connection=emulator.connection_json(pki.voms_proxy_path, ca_path=pki.ca_dir),
             )
             print(json.dumps(info.__dict__), flush=True)
-            _answer_commands(emulator, connections)
+            _answer_commands(emulator, connections, log)
 
 
 def _token_options() -> dict[str, Any]:
@@ -241,14 +263,52 @@ def _token_options() -> dict[str, Any]:
     return {"token_issuers": [TrustedIssuer(issuer)], "jwks_verify": verify}
 
 
-def _answer_commands(emulator, connections: Callable[[bool], int]) -> None:
+def _log_requests(emulator) -> list[list]:
+    """One entry per answered request, by wrapping the counters and ``store.get_jobs``."""
+    entries: list[list] = []
+    current = threading.local()
+    count, count_sent, get_jobs = emulator.count, emulator.count_sent, emulator.store.get_jobs
+
+    def counting(route_key: str) -> None:
+        current.arrived, current.files = time.time(), 0
+        count(route_key)
+
+    def counting_sent(route_key: str, size: int) -> None:
+        entries.append([current.arrived, time.time(), route_key, size, current.files])
+        count_sent(route_key, size)
+
+    def counting_files(*args, **kwargs):
+        status, body = get_jobs(*args, **kwargs)
+        for entry in body if isinstance(body, list) else [body]:
+            current.files += len(entry.get("files") or ())
+        return status, body
+
+    emulator.count, emulator.count_sent = counting, counting_sent
+    emulator.store.get_jobs = counting_files
+    return entries
+
+
+def _answer_commands(emulator, connections: Callable[[bool], int], log: list[list]) -> None:
     for line in sys.stdin:
-        if line.strip() == "counts":
-            answer = {"requests": dict(emulator.requests), "connections": connections()}
+        command, _, argument = line.strip().partition(" ")
+        answer: Any = {}
+        if command == "counts":
+            answer = {
+                "requests": dict(emulator.requests),
+                "bytes": dict(emulator.bytes_sent),
+                "connections": connections(),
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        elif command == "log":
+            answer = list(log)
+        elif command == "post_delay":
+            emulator.faults.post_delay(float(argument))
+        elif command == "clear":
+            emulator.faults.clear()
         else:
             emulator.reset_counts()
             connections(reset=True)
-            answer = {}
+            log.clear()
         print(json.dumps(answer), flush=True)
 
 

@@ -114,7 +114,7 @@ class Transport(_Base):
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
-        pool_maxsize: int = 10,
+        pool_maxsize: int = 16,  # the most chunks a task submits at once
     ) -> None:
         super().__init__(endpoint, trust=trust, bearer=bearer, retry=retry)
         self.timeout = timeout

@@ -17,7 +17,9 @@ between submit and persist, and allow resubmitting only the files that failed.
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
@@ -57,15 +59,41 @@ OWNED_JOB_PARAMS = {
     "finds the jobs of the earlier ones",
     "id_generator": "the operator needs deterministic job ids to submit exactly once",
 }
+#: Most chunks submitted at once by one task, whatever it asks: no task floods an FTS server.
+MAX_SUBMIT_CONCURRENCY = 16
 
 
 class Chunk:
-    """The transfers of one job, with the job parameters they share."""
+    """The transfers of one job, with the job parameters they share.
 
-    def __init__(self, index: int, transfers: list[Transfer], params: dict[str, Any]) -> None:
+    It keeps the transfers as the user wrote them, with their positions in ``transfers``,
+    and reads them into :class:`Transfer` objects when asked: a task of a million
+    transfers holds the objects of the chunks being sent, not a million of them.
+    """
+
+    def __init__(
+        self, index: int, items: list[Any], positions: Sequence[int], params: dict[str, Any]
+    ) -> None:
         self.index = index
-        self.transfers = transfers
+        self.items = items
+        self.positions = positions
         self.params = params
+
+    @property
+    def transfers(self) -> list[Transfer]:
+        return [
+            Transfer.coerce(item, position)
+            for position, item in zip(self.positions, self.items, strict=True)
+        ]
+
+    def check(self) -> None:
+        """Refuse the job as FTS would, before anything is sent (one read of each transfer)."""
+        try:
+            build_submission(self.items, **self.params)
+        except FTSValidationError:
+            # A transfer's problem is found again, named by its position in ``transfers``.
+            _ = self.transfers
+            raise
 
     def to_send(self, done: set[str]) -> list[Transfer]:
         """The transfers with a destination not in ``done`` (compared as FTS stores URLs)."""
@@ -173,6 +201,8 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     :param deferrable: Wait in the triggerer instead of a worker slot.
     :param cancel_on_kill: Cancel the jobs when a user marks the task failed (a clear or a
         mark-success never cancels; the next try reconnects to the jobs).
+    :param submit_concurrency: Jobs submitted at once when the transfers make several (at
+        most ``MAX_SUBMIT_CONCURRENCY``, 16).
 
     With ``wait_for_completion=True`` this is the task Airflow retries: a recoverable
     failure raises :class:`~airflow_provider_fts.verdict.FTSRecoverableFailure` and the
@@ -198,9 +228,19 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         deferrable: bool = DEFAULT_DEFERRABLE,
         cancel_on_kill: bool = True,
         asset_grain: str = "file",
+        submit_concurrency: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(submit_concurrency, int) or not 1 <= submit_concurrency <= (
+            MAX_SUBMIT_CONCURRENCY
+        ):
+            raise FTSValidationError(
+                "submit_concurrency",
+                f"{submit_concurrency!r} is not a whole number from 1 to "
+                f"{MAX_SUBMIT_CONCURRENCY}: more submissions at once would flood the FTS server.",
+                "Use e.g. 4 (the default).",
+            )
         self.transfers = transfers
         self.job_params = job_params
         self.fts_conn_id = fts_conn_id
@@ -212,6 +252,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self.asset_grain = check_asset_grain(asset_grain)
+        self.submit_concurrency = submit_concurrency
         self._job_ids: list[str] = []
 
     @final_on_bad_input
@@ -266,27 +307,30 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
                 f"is a {type(transfers).__name__}, not a list of transfers.",
                 "Pass a list of (source, destination) pairs or dicts, even for one transfer.",
             )
-        groups: dict[str, tuple[dict, list[Transfer]]] = {}
+        groups: dict[str, tuple[dict, list[Any], array]] = {}
+        base_key = json.dumps(base, sort_keys=True, default=str)
         for index, item in enumerate(transfers):
-            params = base
+            params, key = base, base_key
             if isinstance(item, dict) and TRANSFER_JOB_PARAMS in item:
                 item = dict(item)
                 own = item.pop(TRANSFER_JOB_PARAMS)
                 if isinstance(own, dict):
                     refuse_owned_params(own, f"transfers[{index}].{TRANSFER_JOB_PARAMS}")
                 params = {**base, **own}
-            key = json.dumps(params, sort_keys=True, default=str)
-            groups.setdefault(key, (params, []))[1].append(Transfer.coerce(item, index))
+                key = json.dumps(params, sort_keys=True, default=str)
+            group = groups.setdefault(key, (params, [], array("q")))
+            group[1].append(item)
+            group[2].append(index)
         if not groups:
             raise FTSValidationError("transfers", "is empty.", "Give at least one transfer.")
         chunks: list[Chunk] = []
         size = self.max_files_per_job
-        for params, members in groups.values():
-            for start in range(0, len(members), size):
-                chunk = Chunk(
-                    len(chunks), members[start : start + size], with_airflow_ids(params, self._ti)
-                )
-                build_submission(chunk.transfers, **chunk.params)  # every job valid before any
+        for params, items, positions in groups.values():
+            params = with_airflow_ids(params, self._ti)
+            for start in range(0, len(items), size):
+                end = start + size
+                chunk = Chunk(len(chunks), items[start:end], positions[start:end], params)
+                chunk.check()  # every job valid before any is sent
                 chunks.append(chunk)
         return chunks
 
@@ -298,7 +342,13 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     def _submit_or_resume(
         self, chunks: list[Chunk], earlier: dict[int, EarlierJobs], context: Context
     ) -> list[str]:
-        job_ids = []
+        """One job id per chunk: an earlier try's job where it stands, else a new one.
+
+        New jobs are sent ``submit_concurrency`` at a time. Each keeps its deterministic
+        sid, so a lost answer or a killed worker leaves nothing a retry would send twice.
+        """
+        job_ids: list[str | None] = []
+        to_submit: list[tuple[int, Chunk, list[Transfer] | None]] = []  # None: every transfer
         for chunk in chunks:
             jobs = earlier.get(chunk.index) or EarlierJobs([])
             latest = jobs.latest
@@ -307,8 +357,9 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
                 self.log.info("Chunk %d: reusing job %s (%s)", chunk.index, latest["job_id"], state)
                 job_ids.append(latest["job_id"])
                 continue
-            remaining = chunk.to_send(jobs.finished | jobs.not_resendable)
+            remaining = None
             if latest:
+                remaining = chunk.to_send(jobs.finished | jobs.not_resendable)
                 self.log.info(
                     "Chunk %d: job %s ended %s; resubmitting %d of %d files "
                     "(%d failed for good, never resent)",
@@ -316,14 +367,28 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
                     latest["job_id"],
                     state,
                     len(remaining),
-                    len(chunk.transfers),
+                    len(chunk.items),
                     len(jobs.lost),
                 )
-            if latest and not remaining:  # nothing worth resending: its verdict stands
-                job_ids.append(latest["job_id"])
-                continue
-            sid = self._sid(context, context["ti"].try_number, chunk.index)
-            job_ids.append(self.hook.submit_job(remaining, sid=sid, **chunk.params))
+                if not remaining:  # nothing worth resending: its verdict stands
+                    job_ids.append(latest["job_id"])
+                    continue
+            to_submit.append((len(job_ids), chunk, remaining))
+            job_ids.append(None)
+        try_number = context["ti"].try_number
+
+        def submit(planned: tuple[int, Chunk, list[Transfer] | None]) -> None:
+            position, chunk, remaining = planned
+            transfers = chunk.transfers if remaining is None else remaining
+            sid = self._sid(context, try_number, chunk.index)
+            job_ids[position] = self.hook.submit_job(transfers, sid=sid, **chunk.params)
+
+        # One client made before the threads share it: one whoami, one delegation check
+        # (behind its locks) and one connection pool for every chunk.
+        self.hook.get_conn()
+        with ThreadPoolExecutor(min(self.submit_concurrency, len(to_submit) or 1)) as pool:
+            for _ in pool.map(submit, to_submit):  # the first failure, once the rest are sent
+                pass
         return job_ids
 
     def _earlier_jobs(self, chunks: list[Chunk], context: Context) -> dict[int, EarlierJobs]:

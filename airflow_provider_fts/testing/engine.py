@@ -56,6 +56,9 @@ class _Run:
     due: float
 
 
+#: Row states that may still start (token exchange, staging, transfer).
+_WAITING = frozenset({FileState.TOKEN_PREP, FileState.STAGING, FileState.SUBMITTED})
+
 _PHASE_STATE = {
     "staging": FileState.STARTED,
     "transfer": FileState.ACTIVE,
@@ -90,6 +93,12 @@ class Engine:
         self.token_prep_delay = token_prep_delay  # tests may change it on a running engine
         self._runs: dict[int, _Run] = {}
         self._not_before: dict[int, float] = {}
+        # What may start, so that a pass costs what changes, not every stored file:
+        # per job, its rows in TOKEN_PREP, STAGING and SUBMITTED (by file id).
+        self._waiting: dict[str, dict[int, dict]] = {}
+        self._token_prep: set[str] = set()  # jobs with rows in TOKEN_PREP
+        self._staging: set[str] = set()  # jobs with rows in STAGING
+        self._touched: set[str] = set()  # jobs whose rows changed in this pass
         self._jobs_by_destination: dict[str, list[str]] = {}
         self._next_pid = 4242
         self._stop = threading.Event()
@@ -118,18 +127,44 @@ class Engine:
         """One scheduler pass; tests call it directly with their own clock value."""
         now = self.clock() if now is None else now
         with self.store.lock:
-            for job in self.store.live_jobs():
+            live = {job.job_id: job for job in self.store.live_jobs()}
+            for job_id in self._waiting.keys() - live.keys():
+                del self._waiting[job_id]  # ended (canceled, expired) with rows unstarted
+            self._token_prep &= live.keys()
+            self._staging &= live.keys()
+            self._touched = set()
+            for job in live.values():
+                if job.job_id not in self._waiting:
+                    self._first_sight(job)
                 self._expire_if_queued_too_long(job, now)
-                self._release_token_prep(job, now)
+            for job_id in list(self._token_prep):
+                self._release_token_prep(live[job_id], now)
             for file_id, run in sorted(self._runs.items(), key=lambda item: item[1].due):
                 # A canceled transfer frees its slot at once, as the daemon kills it.
                 if run.due <= now or run.file["file_state"] != _PHASE_STATE[run.phase]:
                     del self._runs[file_id]
+                    self._touched.add(run.job.job_id)
                     self._complete(run, now)
-            self._start_staging(now)
-            self._start_transfers(now)
-            for job in self.store.live_jobs():
-                job.refresh_state(now)
+            self._start_staging(live, now)
+            self._start_transfers(live, now)
+            for job_id in self._touched:
+                if job_id in live:
+                    live[job_id].refresh_state(now)
+
+    def _first_sight(self, job: StoredJob) -> None:
+        waiting = {row["file_id"]: row for row in job.files if row["file_state"] in _WAITING}
+        self._waiting[job.job_id] = waiting
+        states = {row["file_state"] for row in waiting.values()}
+        if FileState.TOKEN_PREP in states:
+            self._token_prep.add(job.job_id)
+        if FileState.STAGING in states:
+            self._staging.add(job.job_id)
+        self._touched.add(job.job_id)
+
+    def _wait(self, job: StoredJob, row: dict) -> None:
+        """``row`` of ``job`` may start again (a retry, a next hop or replica, staged)."""
+        self._waiting.setdefault(job.job_id, {})[row["file_id"]] = row
+        self._touched.add(job.job_id)
 
     # -- queue expiry -------------------------------------------------------------------
 
@@ -148,15 +183,20 @@ class Engine:
     def _release_token_prep(self, job: StoredJob, now: float) -> None:
         if now < job.submitted_at + self.token_prep_delay:
             return
-        for row in job.files:
+        for row in self._waiting[job.job_id].values():
             if row["file_state"] == FileState.TOKEN_PREP:
                 row["file_state"] = row["file_state_initial"]
+                if row["file_state"] == FileState.STAGING:
+                    self._staging.add(job.job_id)
+        self._token_prep.discard(job.job_id)
+        self._touched.add(job.job_id)
 
     # -- starting -----------------------------------------------------------------------
 
-    def _start_staging(self, now: float) -> None:
-        for job in self.store.live_jobs():
-            for row in job.files:
+    def _start_staging(self, live: dict[str, StoredJob], now: float) -> None:
+        for job_id in self._staging:
+            job, waiting = live[job_id], self._waiting[job_id]
+            for row in list(waiting.values()):
                 if row["file_state"] == FileState.STAGING:
                     params = url_params(row["source_surl"])
                     row.update(
@@ -167,32 +207,50 @@ class Engine:
                     )
                     due = now + seconds_param(params, "staging_time", self.default_duration)
                     self._runs[row["file_id"]] = _Run(job, row, "staging", now, due)
+                    del waiting[row["file_id"]]
+                    self._touched.add(job_id)
+        self._staging.clear()
 
-    def _start_transfers(self, now: float) -> None:
+    def _start_transfers(self, live: dict[str, StoredJob], now: float) -> None:
         free = self.concurrency - sum(r.phase == "transfer" for r in self._runs.values())
-        if free <= 0:
-            return
-        queued = [
-            (job, row)
-            for job in self.store.live_jobs()
-            for row in job.files
-            if row["file_state"] == FileState.SUBMITTED
-            and self._not_before.get(row["file_id"], now) <= now
-        ]
-        queued.sort(key=lambda pair: (-pair[0].record["priority"], pair[0].submitted_at))
-        for job, row in queued[:free]:
-            self._not_before.pop(row["file_id"], None)
-            row.update(
-                file_state=FileState.ACTIVE.value,
-                start_time=iso(now),
-                finish_time=None,
-                transfer_host=self.hostname,
-                pid=self._pid(),
-                reason="",
-                log_file=f"/var/log/fts3/transfers/{job.job_id}/{row['file_id']}.log",
-            )
-            duration = seconds_param(url_params(row["dest_surl"]), "time", self.default_duration)
-            self._runs[row["file_id"]] = _Run(job, row, "transfer", now, now + duration)
+        # Highest priority first, then the oldest job, then file order: stop when full.
+        jobs = sorted(
+            (live[job_id] for job_id, waiting in self._waiting.items() if waiting),
+            key=lambda job: (-job.record["priority"], job.submitted_at),
+        )
+        for job in jobs:
+            if free <= 0:
+                return
+            waiting = self._waiting[job.job_id]
+            for file_id in sorted(waiting):
+                row = waiting[file_id]
+                if row["file_state"] not in _WAITING:
+                    del waiting[file_id]  # canceled meanwhile
+                    continue
+                if row["file_state"] != FileState.SUBMITTED or (
+                    self._not_before.get(file_id, now) > now
+                ):
+                    continue
+                del waiting[file_id]
+                self._start_transfer(job, row, now)
+                free -= 1
+                if free <= 0:
+                    return
+
+    def _start_transfer(self, job: StoredJob, row: dict, now: float) -> None:
+        self._not_before.pop(row["file_id"], None)
+        row.update(
+            file_state=FileState.ACTIVE.value,
+            start_time=iso(now),
+            finish_time=None,
+            transfer_host=self.hostname,
+            pid=self._pid(),
+            reason="",
+            log_file=f"/var/log/fts3/transfers/{job.job_id}/{row['file_id']}.log",
+        )
+        duration = seconds_param(url_params(row["dest_surl"]), "time", self.default_duration)
+        self._runs[row["file_id"]] = _Run(job, row, "transfer", now, now + duration)
+        self._touched.add(job.job_id)
 
     def _pid(self) -> int:
         self._next_pid += 1
@@ -224,6 +282,7 @@ class Engine:
             self._finish(run, now)
         else:
             row["file_state"] = FileState.SUBMITTED.value
+            self._wait(run.job, row)
 
     def _complete_transfer(self, run: _Run, now: float) -> None:
         row, job = run.file, run.job
@@ -276,6 +335,7 @@ class Engine:
                 pid=None,
             )
             self._not_before[row["file_id"]] = now + max(job.record["retry_delay"], 0)
+            self._wait(job, row)
             return
         if url_params(row["dest_surl"]).get("recoverable") == "unknown":
             recoverable = None  # as older servers and some failure paths leave it
@@ -297,6 +357,7 @@ class Engine:
                 and row["file_state"] == FileState.NOT_USED
             ):
                 row["file_state"] = FileState.SUBMITTED.value
+                self._wait(job, row)
                 return
 
     def _retries(self, job: StoredJob) -> int:

@@ -98,6 +98,10 @@ class Faults:
         """Wait ``seconds`` before handling the request (for client timeouts)."""
         return self._arm(Fault("slow", count, route, when, seconds=seconds))
 
+    def post_delay(self, seconds: float) -> Fault:
+        """Every POST waits ``seconds`` before it is handled, as over a WAN to a loaded server."""
+        return self._arm(Fault("slow", None, when=_is_post, seconds=seconds))
+
     def ambiguous_submit(self, count: int | None = 1, when: Predicate | None = None) -> Fault:
         """Handle a submission (the job is stored) then drop the connection unanswered."""
         return self._arm(Fault("ambiguous", count, None, _is_submit_and(when)))
@@ -133,6 +137,10 @@ class Faults:
         with self._lock:
             self._armed.append(fault)
         return fault
+
+
+def _is_post(request: RequestInfo) -> bool:
+    return request.method == "POST"
 
 
 def _is_submit_and(when: Predicate | None) -> Predicate:

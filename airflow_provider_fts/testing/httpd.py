@@ -185,6 +185,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except _Drop:
             self._drop()
             return
+        emulator.count_sent(route_key, len(reply.body))
         self._send(reply)
 
     def _faulted_or_handled(

@@ -8,6 +8,8 @@ from the job store, the delegation store or the authentication middleware, is on
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -162,7 +164,13 @@ def _running_state(states: Iterable[str]) -> str:
 
 def iso(timestamp: float) -> str:
     """The server's timestamp format: naive UTC, no fractions."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return _iso_second(math.floor(timestamp))
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_second(second: int) -> str:
+    # One string per second, shared by every row stamped then (10^6 rows, a few seconds).
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass

@@ -80,6 +80,7 @@ class FTSEmulator:
         self.host = host
         self.faults = Faults()
         self.requests: Counter[str] = Counter()
+        self.bytes_sent: Counter[str] = Counter()  # answer bodies, per route like requests
         self._count_lock = threading.Lock()
         self._context = server_context(host_credential, ca, ca_dir)
         # Bound first: the default token audience is the emulator's own URL.
@@ -159,6 +160,7 @@ class FTSEmulator:
     def reset_counts(self) -> None:
         with self._count_lock:
             self.requests.clear()
+            self.bytes_sent.clear()
 
     def purge(self, job_id: str) -> None:
         """Move a job to the archive, as the FTS DB cleaner does with old jobs."""
@@ -222,6 +224,11 @@ class FTSEmulator:
         """Count one request under ``"<METHOD> <route template>"`` (called by handler threads)."""
         with self._count_lock:
             self.requests[route_key] += 1
+
+    def count_sent(self, route_key: str, size: int) -> None:
+        """Count the body bytes of one answer under its route (called by handler threads)."""
+        with self._count_lock:
+            self.bytes_sent[route_key] += size
 
 
 def _token_validator(

@@ -144,11 +144,15 @@ class JobStore:
                     entries.append(error.job_entry(job_id))
                     errors += 1
                     continue
+                # Copies of the rows as they are now (the answer is encoded after the lock
+                # is released); their values are scalars or metadata nothing changes later.
                 entry = dict(job.record)
                 if file_fields:
-                    entry["files"] = [_subset(f, file_fields) for f in job.files]
+                    entry["files"] = [
+                        {name: f[name] for name in file_fields if name in f} for f in job.files
+                    ]
                 entry["http_status"] = "200 Ok"
-                entries.append(copy.deepcopy(entry))
+                entries.append(entry)
         if not multi:
             if not entries:
                 raise HTTPError(404, "Not Found")

@@ -114,3 +114,29 @@ def test_clear_disarms_every_fault(fts_emulator: FTSEmulator, session: requests.
     fts_emulator.faults.clear()
 
     assert session.get(fts_emulator.url + "/whoami").status_code == 200
+
+
+def test_post_delay_holds_every_post_and_nothing_else(
+    fts_emulator: FTSEmulator, session: requests.Session, delegated: None
+) -> None:
+    fault = fts_emulator.faults.post_delay(0.05)
+
+    session.get(fts_emulator.url + "/whoami")
+    started = time.monotonic()
+    answers = [session.post(fts_emulator.url + "/jobs", json=JOB) for _ in range(2)]
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert fault.hits == 2 and fault.remaining is None
+    assert time.monotonic() - started >= 0.1
+
+
+def test_answer_bytes_are_counted_per_route(
+    fts_emulator: FTSEmulator, session: requests.Session
+) -> None:
+    # Routes no other test asks for: an answer of an earlier test may still be counted late.
+    answers = [session.get(fts_emulator.url + "/api-docs/schema/submit") for _ in range(2)]
+    missing = session.get(fts_emulator.url + "/jobs/no-such-job/dm")
+
+    sent = fts_emulator.bytes_sent
+    assert sent["GET /api-docs/schema/submit"] == sum(len(a.content) for a in answers) > 0
+    assert sent["GET /jobs/{id}/dm"] == len(missing.content) > 0

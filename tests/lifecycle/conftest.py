@@ -24,7 +24,7 @@ DAGS = Path(__file__).resolve().parent / "dags"
 LIFECYCLE_DAGS = {
     "lc_retry", "lc_fatal", "lc_clear_operator", "lc_clear_sensor", "lc_mark", "lc_mapped",
     "lc_kill", "lc_links", "lc_assets", "lc_asset_consumer", "lc_asset_consumer_of_failed",
-    "lc_mark_mapped", "lc_fix",
+    "lc_mark_mapped", "lc_fix", "lc_kill_submitting",
 }  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PLUGINS = Path(__file__).resolve().parent / "plugins"

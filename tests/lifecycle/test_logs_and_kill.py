@@ -55,3 +55,31 @@ def task_process(ti_id: str) -> psutil.Process | None:
         if f"airflow worker -- {ti_id}" in " ".join(process.info["cmdline"] or ()):
             return process
     return None
+
+
+def test_worker_killed_while_submitting_chunks_leaves_one_job_per_chunk(airflow_stack, emulator):
+    # Every POST takes a second and one answer is lost: the kill lands mid-way.
+    slow = emulator.faults.post_delay(1.0)
+    lost = emulator.faults.ambiguous_submit(count=1)
+    try:
+        run = Run.trigger(airflow_stack, "lc_kill_submitting")
+        ti = run.wait_ti("transfer", {"running"}, try_number=1, timeout=90)
+        worker = wait_for(
+            f"the task process 'airflow worker -- {ti['id']}'", lambda: task_process(ti["id"]), 30
+        )
+        wait_jobs(emulator, run, "try 1's first job", lambda jobs: bool(jobs))
+
+        os.kill(worker.pid, signal.SIGKILL)
+
+        ti = run.wait_ti_done("transfer", timeout=240)
+    finally:
+        slow.remaining = lost.remaining = 0
+    jobs = jobs_of(emulator, run)
+    chunks = sorted(int(job["sid"].rsplit(":", 1)[1]) for job in jobs)
+    tries = {job["sid"].split(":")[-2] for job in jobs}
+    assert (ti["state"], ti["try_number"]) == ("success", 2), (
+        f"{run.describe()}; {describe_jobs(jobs)}"
+    )
+    assert chunks == list(range(12)), describe_jobs(jobs)
+    assert tries == {"1", "2"}, f"the kill did not land mid-way: {describe_jobs(jobs)}"
+    assert lost.hits == 1

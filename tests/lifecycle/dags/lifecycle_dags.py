@@ -158,6 +158,17 @@ with dag("lc_kill"):
         retry_delay=timedelta(seconds=1),
     )
 
+# Twelve one-file jobs sent two at a time: the worker is killed while it sends them.
+with dag("lc_kill_submitting"):
+    submit_and_wait(
+        [mock_pair("lc_kill_submitting", f"f{n}", time=SETTLE) for n in range(12)],
+        max_files_per_job=1,
+        submit_concurrency=2,
+        deferrable=False,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+
 # Fast jobs, for the "FTS job" link on the operator and on the sensor.
 with dag("lc_links"):
     submit_then_sensor([mock_pair("lc_links", "f1", time=SETTLE)])
