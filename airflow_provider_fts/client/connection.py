@@ -52,7 +52,9 @@ from airflow_provider_fts.client.delegation import (
     DelegationPolicy,
 )
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidationError
+from airflow_provider_fts.client.oidc import token_source
 from airflow_provider_fts.client.oidc_wire import OIDCSettings
+from airflow_provider_fts.client.protocol import normalise_endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -119,7 +121,7 @@ class CredentialSource:
         if self.kind == "token":
             return Credentials.from_token(self.token or ""), []
         if self.kind == "oidc" and self.oidc is not None:
-            return Credentials.from_oidc(self.oidc), []
+            return Credentials.from_oidc(token_source(self.oidc)), []
         if self.kind == "proxy_pem":
             return Credentials.from_pem(proxy_pem=self.proxy_pem), []
         if self.kind == "proxy_file":
@@ -331,8 +333,6 @@ def _reject_unknown_keys(extra: Mapping[str, Any]) -> None:
 
 def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
     """``https://host:port`` and the bare host name, from a host with or without a scheme."""
-    from airflow_provider_fts.client.protocol import normalise_endpoint
-
     # Airflow 3.3.1 gives 0 for an empty port.
     endpoint = normalise_endpoint(host or "", port=port or None, field="host")
     return endpoint, endpoint.removeprefix("https://").rsplit(":", 1)[0]

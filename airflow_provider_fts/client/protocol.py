@@ -18,7 +18,6 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-from airflow_provider_fts import __version__
 from airflow_provider_fts.client.errors import (
     FTSError,
     FTSValidationError,
@@ -33,6 +32,7 @@ from airflow_provider_fts.client.states import (
     JobState,
     ended_file_fields,
 )
+from airflow_provider_fts.client.version import __version__
 
 __all__ = [
     "DEFAULT_PORT",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import ParseResult, parse_qsl, urlencode, urlparse
 
 from airflow_provider_fts.client.states import FileState, JobState
@@ -22,12 +22,24 @@ from airflow_provider_fts.testing.records import (
     StoredJob,
     iso,
 )
-from airflow_provider_fts.testing.token_table import hold_for_token_exchange
+from airflow_provider_fts.testing.token_table import TokenTable, hold_for_token_exchange
 
-if TYPE_CHECKING:
-    from airflow_provider_fts.testing.store import JobStore
+__all__ = ["JobBuilder", "JobNumbers", "refuse_token_tape_requests", "storage_element"]
 
-__all__ = ["JobBuilder", "refuse_token_tape_requests", "storage_element"]
+
+class JobNumbers(Protocol):
+    """What a builder asks of the store it builds for (:class:`~.store.JobStore`):
+    numbers, limits, the VO's id namespace and the token table."""
+
+    tokens: TokenTable
+
+    def allocate_file_id(self) -> int: ...
+
+    def hashed_id(self) -> int: ...
+
+    def metadata_limit(self, kind: str) -> int: ...
+
+    def vo_id(self, vo: str) -> uuid.UUID: ...
 
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -63,7 +75,7 @@ SELECTION_STRATEGIES = frozenset(
 class JobBuilder:
     """The server's ``JobBuilder``: same steps in the same order, so the same errors win."""
 
-    def __init__(self, store: JobStore, identity: Identity, submit_host: str, now: float):
+    def __init__(self, store: JobNumbers, identity: Identity, submit_host: str, now: float):
         self.store = store
         self.identity = identity
         self.submit_host = submit_host
