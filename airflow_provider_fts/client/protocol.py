@@ -32,6 +32,7 @@ from airflow_provider_fts.client.states import (
     JobState,
     ended_file_fields,
 )
+from airflow_provider_fts.client.urls import netloc
 from airflow_provider_fts.client.version import __version__
 
 __all__ = [
@@ -176,8 +177,7 @@ def normalise_endpoint(endpoint: str, *, port: int | None = None, field: str = "
             f"{endpoint!r} has a path ({parts.path}).",
             "Give only the scheme, host and port, e.g. https://fts3.example.org:8446.",
         )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}:{parts.port or port or DEFAULT_PORT}"
+    return f"https://{netloc(parts.hostname, parts.port or port or DEFAULT_PORT)}"
 
 
 def check_id(value: Any, field: str = "job_id") -> str:

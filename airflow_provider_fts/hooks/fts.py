@@ -19,6 +19,7 @@ from airflow.sdk.log import amask_secret, mask_secret
 
 from airflow_provider_fts.client.connection import FTSConnectionSettings
 from airflow_provider_fts.client.oidc import on_new_secret
+from airflow_provider_fts.lineage import asset_uri
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
     from airflow_provider_fts.client.poller import JobPoller
-    from airflow_provider_fts.client.states import Tally
+    from airflow_provider_fts.client.states import JobSummary, Tally
     from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
     from airflow_provider_fts.client.submission import Transfer
 
@@ -54,6 +55,11 @@ class FTSHook(BaseHook):
         for secret in settings.credential.inline_secrets:
             mask_secret(secret)
         return settings
+
+    @property
+    def loaded_settings(self) -> FTSConnectionSettings | None:
+        """The connection if :attr:`settings` loaded it already, else None (loads nothing)."""
+        return self.__dict__.get("settings")
 
     async def asettings(self) -> FTSConnectionSettings:
         """The validated connection, resolved without blocking the event loop."""
@@ -148,9 +154,18 @@ class FTSHook(BaseHook):
         return job_id
 
     def _report_lineage(self, transfers: Sequence[Transfer]) -> None:
-        from airflow_provider_fts.assets import report_submitted
+        """Airflow's hook-level lineage of a submission: sources in, destinations out.
 
-        report_submitted(self, transfers)
+        Read by OpenLineage when the task's own facets have no datasets; a no-op otherwise.
+        """
+        from airflow.sdk.lineage import MAX_COLLECTED_ASSETS, get_hook_lineage_collector
+
+        collector = get_hook_lineage_collector()
+        for transfer in transfers[:MAX_COLLECTED_ASSETS]:  # the collector keeps no more
+            for source in transfer.sources:
+                collector.add_input_asset(context=self, uri=asset_uri(source))
+            for destination in transfer.destinations:
+                collector.add_output_asset(context=self, uri=asset_uri(destination))
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""
@@ -257,7 +272,7 @@ class FTSHook(BaseHook):
     # (kept apart from the client-delegating methods above; the trigger reads the same
     # records through the shared async poller and summarizes them the same way)
 
-    def get_summary(self, job_ids: Sequence[str], *, tally: Tally | None = None) -> dict[str, Any]:
+    def get_summary(self, job_ids: Sequence[str], *, tally: Tally | None = None) -> JobSummary:
         """The jobs' summary now, from one poll round: their records (one request per 100
         jobs), and the files of the jobs that ended, with the fields their end needs.
 
@@ -280,8 +295,8 @@ class FTSHook(BaseHook):
         job_ids: Sequence[str],
         poll_interval: float = 30.0,
         timeout: float | None = None,
-        on_poll: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+        on_poll: Callable[[JobSummary], None] | None = None,
+    ) -> JobSummary:
         """Poll until every job has ended; return the final summary (blocking).
 
         Each round asks only for the jobs not ended yet, without files; a job's files are

@@ -26,12 +26,13 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
     ENDED_FILE_FIELDS,
-    FileState,
     JobState,
+    JobSummary,
     ProgressLog,
     all_terminal,
     failed_files,
     has_ended,
+    is_finished_replica,
     stored_url_key,
     with_failures,
 )
@@ -90,7 +91,7 @@ class EarlierJobs:
             stored_url_key(f["dest_surl"])
             for r in records
             for f in r.get("files") or []
-            if f.get("file_state") == FileState.FINISHED
+            if is_finished_replica(f)
         }
         lost = [f for f in failed if not is_resendable(f)]
         self.not_resendable = {stored_url_key(f["destination"]) for f in lost} - self.finished
@@ -241,6 +242,9 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     def _waited_jobs(self) -> list[str]:
         return list(self._job_ids)
 
+    def _planned_transfers(self) -> list[Transfer]:
+        return [Transfer.coerce(item, index) for index, item in enumerate(self.transfers)]
+
     # -- planning --------------------------------------------------------------------
 
     def _chunks(self) -> list[Chunk]:
@@ -385,7 +389,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
 
     def _publish(
         self,
-        summary: dict[str, Any],
+        summary: JobSummary,
         earlier: dict[int, EarlierJobs],
         job_ids: list[str],
         context: Context,
@@ -405,6 +409,6 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         self._conclude(summary, context, can_resubmit=True, replica_jobs=replica_jobs)
 
 
-def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:
+def with_earlier_failures(summary: JobSummary, lost: list[dict]) -> JobSummary:
     """The summary, plus files earlier tries' jobs failed for good (they are not resent)."""
     return with_failures(summary, lost)

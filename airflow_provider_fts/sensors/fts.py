@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.client.states import ProgressLog, Tally, all_terminal
+from airflow_provider_fts.client.states import JobSummary, ProgressLog, Tally, all_terminal
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import FTSJobLink
 from airflow_provider_fts.tasks import DEFAULT_DEFERRABLE, FTSTask, check_asset_grain
@@ -111,8 +111,10 @@ class FTSJobSensor(FTSTask, BaseSensorOperator):
         """What earlier pokes of this process learnt: ended jobs' files are read once."""
         return Tally(job_id_list(self.job_id))
 
-    def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
-        return self._conclude(summary, context, can_resubmit=False, replica_jobs=summary["job_ids"])
+    def _publish(self, summary: JobSummary, context: Context) -> JobSummary:
+        return self._conclude(
+            summary, context, can_resubmit=False, replica_jobs=job_id_list(self.job_id)
+        )
 
     @final_on_bad_input
     def execute(self, context: Context) -> Any:
