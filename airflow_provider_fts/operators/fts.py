@@ -345,7 +345,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         unfinished = [
             r["job_id"]
             for r in lookup
-            if not is_job_error_entry(r)
+            if not is_job_error_entry(r)  # a 404: that chunk was not submitted then
             and "files" not in r  # an archived record has them all
             and has_ended(r["job_state"])
             and r["job_state"] != JobState.FINISHED

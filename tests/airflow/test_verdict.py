@@ -449,3 +449,15 @@ def test_a_worker_mark_failed_against_a_slow_server_says_so_within_airflows_grac
     assert "did not answer the cancel" in capsys.readouterr().out
     assert not operator._canceled_here
     assert wait_terminal(hook, operator._job_ids[0], timeout=15) == "CANCELED"  # answered late
+
+
+def test_the_verdict_on_5000_jobs_names_the_canceled_one_and_who_canceled_it():
+    from tests.client.test_summary import bulk_records
+
+    summary = summarize_jobs(bulk_records(5000))
+    canceled = "00000007-bulk-job"
+
+    with pytest.raises(AirflowFailException, match=rf"\['{canceled}'\] were canceled outside"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+    with pytest.raises(AirflowFailException, match=rf"\['{canceled}'\] were canceled by this"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True, canceled_here=[canceled])

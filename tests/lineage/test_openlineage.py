@@ -138,6 +138,7 @@ def test_fail_event_after_a_deferral_comes_from_a_fresh_task_instance(lineage):
     inputs, outputs = expected(lineage["prefix"], "deferred")
     assert datasets(event, "inputs") == inputs
     assert datasets(event, "outputs") == outputs
+    assert facet(event)["jobIds"] == [job_id]
     assert facet(event)["jobsPerState"] == {"FINISHEDDIRTY": 1}
     assert [f["reason"] for f in facet(event)["failedFiles"]] == ["TRANSFER [13] Permission denied"]
 
