@@ -31,7 +31,7 @@ from airflow_provider_fts.client.credential_table import (
     SCOPE,
     STORAGE_ACCESS,
     TOKEN,
-    Kind,
+    SourceKind,
     credential_kind,
     fields_of,
 )
@@ -96,7 +96,7 @@ class CredentialSource:
     Secret values are kept out of ``repr`` so a logged settings object leaks nothing.
     """
 
-    kind: Kind
+    kind: SourceKind
     proxy_path: str | None = None
     cert_path: str | None = None
     key_path: str | None = None

@@ -86,13 +86,9 @@ class ServerCertificateError(FTSConnectionError):
 class AmbiguousSubmission(FTSConnectionError):
     """A submission was sent but no answer came back, so FTS may or may not hold the job.
 
-    ``expected_job_id`` is the id the job has if it was stored (deterministic ids), so a
-    caller can look it up instead of submitting again.
+    With a deterministic id (``sid=``) the caller can look the job up
+    (``FTSClient.expected_job_id``) instead of submitting again.
     """
-
-    def __init__(self, message: str, expected_job_id: str | None = None) -> None:
-        super().__init__(message)
-        self.expected_job_id = expected_job_id
 
 
 class FTSHTTPError(FTSError):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from urllib.parse import ParseResult, parse_qsl, urlencode, urlparse
 
 from airflow_provider_fts.client.states import FileState, JobState
+from airflow_provider_fts.client.submission import expected_job_id
 from airflow_provider_fts.testing.identity import Identity
 from airflow_provider_fts.testing.records import (
     FILE_KEYS,
@@ -29,17 +30,17 @@ __all__ = ["JobBuilder", "JobNumbers", "refuse_token_tape_requests", "storage_el
 
 class JobNumbers(Protocol):
     """What a builder asks of the store it builds for (:class:`~.store.JobStore`):
-    numbers, limits, the VO's id namespace and the token table."""
+    numbers, limits, the base of job ids and the token table."""
 
     tokens: TokenTable
+    #: The base of deterministic job ids (``/whoami``'s ``base_id``).
+    base_id: str
 
     def allocate_file_id(self) -> int: ...
 
     def hashed_id(self) -> int: ...
 
     def metadata_limit(self, kind: str) -> int: ...
-
-    def vo_id(self, vo: str) -> uuid.UUID: ...
 
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -137,7 +138,7 @@ class JobBuilder:
         if sid is None:
             raise HTTPError(400, "Need sid for deterministic job id generation")
         _ = "sid: " + sid  # the server logs this way; a non-string sid fails right here
-        return str(uuid.uuid5(self.store.vo_id(self.identity.vos[0]), str(sid))), sid
+        return expected_job_id(self.identity.vos[0], str(sid), self.store.base_id), sid
 
     def _job_record(self, job_id: str, params: dict[str, Any], files_list: Any) -> dict[str, Any]:
         job_type = "H" if params["multihop"] else "Y" if _flag(params["reuse"]) else "N"

@@ -19,7 +19,6 @@ endpoints (``/config``, ``/ban``, cancelling all jobs) are not emulated: they re
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from airflow_provider_fts.client.submission import BASE_ID
+from airflow_provider_fts.client.submission import BASE_ID, vo_id
 from airflow_provider_fts.testing.records import HTTPError
 from airflow_provider_fts.testing.voms import read_voms
 from airflow_provider_fts.testing.x509 import is_proxy, oneline
@@ -43,7 +42,6 @@ __all__ = [
     "identity_from_token",
 ]
 
-_BASE_UUID = uuid.UUID(BASE_ID)
 _USER_LEVEL = {"transfer": "vo", "datamanagement": "all"}
 _ALL_LEVEL = {op: "all" for op in ("transfer", "deleg", "config", "admin", "datamanagement")}
 _BEARER = "Bearer "
@@ -134,7 +132,7 @@ class Identity:
             "base_id": BASE_ID,
             "voms_cred": list(self.voms_cred),
             "vos": list(self.vos),
-            "vos_id": [str(uuid.uuid5(_BASE_UUID, vo)) for vo in self.vos],
+            "vos_id": [str(vo_id(vo)) for vo in self.vos],
             "roles": [] if self.method == "oauth2" else _roles(self.voms_cred),
             "level": self.level,
             "delegation_id": self.delegation_id,

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from airflow_provider_fts.client.oidc_wire import b64url_decode, jwt_claims
-from airflow_provider_fts.client.submission import BASE_ID
+from airflow_provider_fts.client.submission import BASE_ID, vo_id
 
 __all__ = [
     "WLCG_ANY_AUDIENCE",
@@ -48,7 +48,6 @@ __all__ = [
 WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
 _LEVELS = ("transfer", "deleg", "config", "admin", "datamanagement")
 _REQUIRED_CLAIMS = ("iss", "nbf", "exp", "scope", "aud")  # what FTS stores in t_token
-_BASE_UUID = uuid.UUID(BASE_ID)
 _JWKS_TTL = 24 * 3600.0  # FTS keeps a provider's keys a day
 FAILED_TO_VALIDATE = "Failed to validate access-token"
 
@@ -187,7 +186,7 @@ class TokenValidator:
             "base_id": BASE_ID,
             "voms_cred": scopes,
             "vos": vos,
-            "vos_id": [str(uuid.uuid5(_BASE_UUID, vo)) for vo in vos],
+            "vos_id": [str(vo_id(vo)) for vo in vos],
             "roles": [],
             "level": dict.fromkeys(_LEVELS, "all"),
             "delegation_id": delegation_id(issuer, subject),
