@@ -166,15 +166,16 @@ def test_a_staging_only_root_retry_restages_only_what_did_not_finish(hook, fts_e
 def test_both_kinds_left_only_non_recoverable_fails_without_retry():
     """The verdict of a try whose resubmitted files all finished, while an earlier try's
     non-recoverable failure is carried (the operator adds it to the summary)."""
-    carried = {"destination": "d/f", "state": "FAILED", "reason": "EACCES", "recoverable": False}
-    summary = {
-        "job_states": {"j2": "FINISHED"},
-        "files": 2,
-        "file_states": {"FAILED": 1, "FINISHED": 1},
-        "failed_files": [carried],
-        "failed_count": 1,
-        "recoverable_count": 0,
+    carried = {
+        "job_id": "j1",
+        "source": "s/f",
+        "destination": "d/f",
+        "state": "FAILED",
+        "reason": "EACCES",
+        "recoverable": False,
     }
+    resent = {"job_id": "j2", "job_state": "FINISHED", "files": [{"file_state": "FINISHED"}]}
+    summary = with_failures(summarize_jobs([resent]), [carried])
 
     with pytest.raises(AirflowFailException, match="d/f: EACCES"):
         check_outcome(summary, allow_partial=False, can_resubmit=True)
