@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, Self, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = [
@@ -29,7 +29,21 @@ __all__ = [
 ]
 
 
-class JobState(StrEnum):
+class _State(StrEnum):
+    """A state read from FTS (a job's or a file's)."""
+
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """The member for ``value`` in any case; a clear ``ValueError`` for an unknown state."""
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            noun = cls.__name__.removesuffix("State").lower()
+            known = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown FTS {noun} state {value!r}; known states: {known}") from None
+
+
+class JobState(_State):
     """States of an FTS job, as the server's job model defines them."""
 
     STAGING = "STAGING"
@@ -49,17 +63,8 @@ class JobState(StrEnum):
     def is_terminal(self) -> bool:
         return self in _TERMINAL_JOB
 
-    @classmethod
-    def parse(cls, value: str) -> JobState:
-        """The member for ``value``; a clear ``ValueError`` for an unknown state."""
-        try:
-            return cls(str(value).upper())
-        except ValueError:
-            known = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown FTS job state {value!r}; known states: {known}") from None
 
-
-class FileState(StrEnum):
+class FileState(_State):
     """States of one file (one source/destination pair) of an FTS job."""
 
     STAGING = "STAGING"
@@ -82,14 +87,6 @@ class FileState(StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self in _TERMINAL_FILE
-
-    @classmethod
-    def parse(cls, value: str) -> FileState:
-        try:
-            return cls(str(value).upper())
-        except ValueError:
-            known = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown FTS file state {value!r}; known states: {known}") from None
 
 
 _TERMINAL_JOB = frozenset(
