@@ -114,7 +114,7 @@ class FTSTask:
         on_timeout: type[Exception] = AirflowFailException,
     ) -> dict[str, Any]:
         """The summary of the trigger's event, in a final segment: what lineage needs is
-        kept on the task first (:func:`~airflow_provider_fts.assets.prepare_lineage`), so
+        kept on the task first (:meth:`_keep_for_lineage`), so
         that a timeout or error event raised here leaves it too."""
         self._ti = context["ti"]
         self._keep_for_lineage((event or {}).get("job_ids") or [])

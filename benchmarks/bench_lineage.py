@@ -78,7 +78,7 @@ def asset_events(files: list[dict]) -> tuple[int, int]:
 
 
 def lineage(files: list[dict], job: dict) -> tuple[int, int]:
-    """The COMPLETE event ``facets_on_complete`` leads to; datasets and JSON bytes."""
+    """The COMPLETE event ``facets_after`` leads to; datasets and JSON bytes."""
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
     from openlineage.client.serde import Serde
     from openlineage.client.uuid import generate_new_uuid
