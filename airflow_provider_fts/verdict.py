@@ -143,9 +143,14 @@ def check_outcome(
         return
     ended = jobs_in_words(summary)
     counts = f"{summary['failed_count']} of {summary['files']} files did not transfer"
-    # Jobs that did not end FINISHED are listed first, so the jobs with failures are named.
+    # The jobs not FINISHED are named first: if all are, a failure of an unnamed job is an
+    # earlier try's (the operator adds those); if not, that cannot be told.
+    not_finished = summary["jobs"] - summary["jobs_per_state"].get(JobState.FINISHED, 0)
+    named_all = not_finished <= len(summary["job_states"])
     earlier = dict.fromkeys(
-        str(f.get("job_id")) for f in failed if f.get("job_id") not in summary["job_states"]
+        str(f.get("job_id"))
+        for f in failed
+        if named_all and f.get("job_id") not in summary["job_states"]
     )
     if earlier:
         counts += f", with failures for good of earlier tries' jobs {', '.join(earlier)}"
