@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.client.credential_table import (
@@ -55,6 +56,7 @@ from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidation
 from airflow_provider_fts.client.oidc import token_source
 from airflow_provider_fts.client.oidc_wire import OIDCSettings
 from airflow_provider_fts.client.protocol import normalise_endpoint
+from airflow_provider_fts.client.urls import netloc
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -332,10 +334,11 @@ def _reject_unknown_keys(extra: Mapping[str, Any]) -> None:
 
 
 def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
-    """``https://host:port`` and the bare host name, from a host with or without a scheme."""
+    """``https://host:port`` and the host as a URL writes it (IPv6 in brackets), from a
+    host with or without a scheme."""
     # Airflow 3.3.1 gives 0 for an empty port.
     endpoint = normalise_endpoint(host or "", port=port or None, field="host")
-    return endpoint, endpoint.removeprefix("https://").rsplit(":", 1)[0]
+    return endpoint, netloc(urlsplit(endpoint).hostname or "")
 
 
 def _delegation(extra: Mapping[str, Any]) -> DelegationPolicy:
