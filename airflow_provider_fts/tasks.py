@@ -17,7 +17,7 @@ loaded already.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -178,9 +178,12 @@ class FTSTask:
         from airflow_provider_fts.openlineage import LINEAGE_FILE_FIELDS, facets_after
 
         job_ids = self._lineage_job_ids()
-        loaded = self.hook.loaded_settings is not None
-        files = self.hook.iter_files(job_ids, fields=LINEAGE_FILE_FIELDS) if loaded else ()
-        return facets_after(job_ids, files, self.fts_summary, self._endpoint(), failed=failed)
+
+        def files() -> Iterator[dict]:  # read (and failing) while the facets consume it
+            if self.hook.loaded_settings is not None:
+                yield from self.hook.iter_files(job_ids, fields=LINEAGE_FILE_FIELDS)
+
+        return facets_after(job_ids, files(), self.fts_summary, self._endpoint(), failed=failed)
 
     def _lineage_job_ids(self) -> list[str]:
         """The jobs kept before the verdict, else those the task waits for (none if its
