@@ -12,6 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import Asset, AssetAlias
+
 from airflow_provider_fts.client.states import FileState
 from airflow_provider_fts.lineage import namespace_and_name, replica_events
 
@@ -35,6 +37,7 @@ REPLICA_FILE_FIELDS: tuple[str, ...] = (
 
 def convert_asset_to_openlineage(asset: Any, lineage_context: Any) -> Any:
     """The ``asset-uris`` OpenLineage converter (called by the OpenLineage provider only)."""
+    # Imported here: it loads OpenLineage's client, which only OpenLineage itself needs.
     from airflow.providers.common.compat.openlineage.facet import Dataset
 
     namespace, name = namespace_and_name(asset.uri)
@@ -43,8 +46,6 @@ def convert_asset_to_openlineage(asset: Any, lineage_context: Any) -> Any:
 
 def asset_aliases(outlets: Sequence[Any] | None) -> list[Any]:
     """The ``AssetAlias`` outlets of a task."""
-    from airflow.sdk import AssetAlias
-
     return [outlet for outlet in outlets or [] if isinstance(outlet, AssetAlias)]
 
 
@@ -70,8 +71,6 @@ def add_replica_events(
     aliases = asset_aliases(outlets)
     if not aliases:
         return 0
-    from airflow.sdk import Asset
-
     files = hook.iter_files(job_ids, states=[FileState.FINISHED], fields=REPLICA_FILE_FIELDS)
     events = []
     for uri, extra in replica_events(files, grain):

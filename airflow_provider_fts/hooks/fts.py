@@ -10,6 +10,7 @@ before anything can log them.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -17,19 +18,21 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
+from airflow_provider_fts.client.client import FTSClient
 from airflow_provider_fts.client.connection import FTSConnectionSettings
+from airflow_provider_fts.client.credentials import format_duration
 from airflow_provider_fts.client.oidc import on_new_secret
+from airflow_provider_fts.client.poller import JobPoller, shared_poller
+from airflow_provider_fts.client.states import Tally
+from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
+from airflow_provider_fts.client.submission import Transfer
 from airflow_provider_fts.lineage import asset_uri
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-    from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
-    from airflow_provider_fts.client.poller import JobPoller
-    from airflow_provider_fts.client.states import JobSummary, Tally
-    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
-    from airflow_provider_fts.client.submission import Transfer
+    from airflow_provider_fts.client.states import JobSummary
 
 
 class FTSHook(BaseHook):
@@ -63,6 +66,7 @@ class FTSHook(BaseHook):
 
     async def asettings(self) -> FTSConnectionSettings:
         """The validated connection, resolved without blocking the event loop."""
+        # Imported here: only the triggerer needs it, not DAG parsing.
         from airflow.providers.common.compat.connection import (
             get_async_connection,
             get_async_extra_dejson,
@@ -82,8 +86,6 @@ class FTSHook(BaseHook):
 
     @cached_property
     def _client(self) -> FTSClient:
-        from airflow_provider_fts.client.client import FTSClient
-
         settings = self.settings
         credentials, file_keys = _credentials(settings)
         for key in file_keys:
@@ -104,16 +106,12 @@ class FTSHook(BaseHook):
         Nothing here blocks the event loop: the connection comes from the async helpers,
         and reading credential files (maybe decrypting a key) runs in a thread.
         """
-        from airflow_provider_fts.client.poller import shared_poller
-
         settings = await self.asettings()
         key = await asyncio.to_thread(settings.poller_key)
         return await shared_poller(key, lambda: self._new_poller(settings))
 
     @staticmethod
     async def _new_poller(settings: FTSConnectionSettings) -> JobPoller:
-        from airflow_provider_fts.client.poller import JobPoller
-
         credentials, file_keys = await asyncio.to_thread(_credentials, settings)
         for key in file_keys:
             await amask_secret(key)
@@ -146,8 +144,6 @@ class FTSHook(BaseHook):
         Sources and destinations are reported to Airflow's hook-level lineage (read by
         OpenLineage when it is installed; a no-op otherwise).
         """
-        from airflow_provider_fts.client.submission import Transfer
-
         planned = [Transfer.coerce(transfer, index) for index, transfer in enumerate(transfers)]
         job_id = self.get_conn().submit_job(planned, **job_params)
         self._report_lineage(planned)
@@ -158,6 +154,7 @@ class FTSHook(BaseHook):
 
         Read by OpenLineage when the task's own facets have no datasets; a no-op otherwise.
         """
+        # Imported here: only a submission needs it, not DAG parsing.
         from airflow.sdk.lineage import MAX_COLLECTED_ASSETS, get_hook_lineage_collector
 
         collector = get_hook_lineage_collector()
@@ -284,8 +281,6 @@ class FTSHook(BaseHook):
             call): then only the jobs not ended are asked for, and each ended job's files
             are read once; running jobs' file states are sampled every few minutes.
         """
-        from airflow_provider_fts.client.states import Tally
-
         tally = Tally(job_ids) if tally is None else tally
         self.get_conn().poll(tally)
         return tally.summary()
@@ -309,10 +304,6 @@ class FTSHook(BaseHook):
             and the jobs keep running.
         :param on_poll: Called with each summary (e.g. to log a progress line).
         """
-        import time
-
-        from airflow_provider_fts.client.states import Tally
-
         deadline = None if timeout is None else time.monotonic() + timeout
         tally = Tally(job_ids)
         while True:
@@ -370,8 +361,6 @@ def _storage_token_minter(settings: FTSConnectionSettings) -> StorageTokenMinter
 
     :param settings: the connection (its OIDC client and ``storage_tokens``).
     """
-    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
-
     oidc = settings.credential.oidc
     if not settings.credential.storage_tokens or oidc is None:
         return None
@@ -385,8 +374,6 @@ def _vo_names(identity: Mapping[str, Any]) -> str:
 
 
 def _validity(credentials: Credentials) -> str:
-    from airflow_provider_fts.client.credentials import format_duration
-
     left = credentials.time_left()
     if left is None:
         return f"{credentials.kind} of unknown lifetime"
