@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.config import provider_config
+from airflow_provider_fts.lineage import GRID_SCHEMES
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -72,12 +73,10 @@ def get_provider_info() -> dict[str, Any]:
 
 
 def _asset_uris() -> dict[str, Any]:
-    """Grid storage URLs as asset URIs (rules in :mod:`airflow_provider_fts.assets`): only
+    """Grid storage URLs as asset URIs (rules in :mod:`airflow_provider_fts.lineage`): only
     the grid's own schemes, as a normaliser changes every asset of its scheme."""
-    from airflow_provider_fts.assets import GRID_SCHEMES
-
     return {
         "schemes": list(GRID_SCHEMES),
-        "handler": "airflow_provider_fts.assets.normalize_uri",
+        "handler": "airflow_provider_fts.lineage.normalize_uri",
         "to_openlineage_converter": "airflow_provider_fts.assets.convert_asset_to_openlineage",
     }

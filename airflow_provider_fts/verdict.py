@@ -28,6 +28,7 @@ from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.client.states import (
     FileState,
     JobState,
+    JobSummary,
     is_recoverable,
     jobs_in_words,
     progress_line,
@@ -81,7 +82,7 @@ def timeout_message(job_ids: list[str]) -> str:
     return f"FTS jobs {job_ids} still running at the deadline; they were left running."
 
 
-def log_failures(summary: Mapping[str, Any], log: Any) -> None:
+def log_failures(summary: JobSummary, log: Any) -> None:
     """Each failed file with its reason and whether FTS deems it recoverable."""
     failed = summary["failed_files"]  # the first ones; failed_count counts them all
     for entry in failed[:_FAILED_FILES_LOGGED]:
@@ -123,7 +124,7 @@ def resends_lost_files(ti: Any, retries: int) -> bool:
 
 
 def check_outcome(
-    summary: Mapping[str, Any],
+    summary: JobSummary,
     *,
     allow_partial: bool,
     can_resubmit: bool,
@@ -137,26 +138,35 @@ def check_outcome(
         failure is worth a retry; the sensor cannot resubmit.
     :param canceled_here: Jobs this task's ``on_kill`` canceled (the task was marked failed).
     """
-    states = [JobState.parse(s) for s in summary["job_states"].values()]
     failed = summary["failed_files"]
-    if not summary["failed_count"] and all(s is JobState.FINISHED for s in states):
+    if not summary["failed_count"] and summary["jobs_per_state"].keys() <= {JobState.FINISHED}:
         return
-    ended = jobs_in_words(summary["job_states"])
+    ended = jobs_in_words(summary)
     counts = f"{summary['failed_count']} of {summary['files']} files did not transfer"
+    # The jobs not FINISHED are named first: if all are, a failure of an unnamed job is an
+    # earlier try's (the operator adds those); if not, that cannot be told.
+    not_finished = summary["jobs"] - summary["jobs_per_state"].get(JobState.FINISHED, 0)
+    named_all = not_finished <= len(summary["job_states"])
     earlier = dict.fromkeys(
-        str(f.get("job_id")) for f in failed if f.get("job_id") not in summary["job_states"]
+        str(f.get("job_id"))
+        for f in failed
+        if named_all and f.get("job_id") not in summary["job_states"]
     )
     if earlier:
         counts += f", with failures for good of earlier tries' jobs {', '.join(earlier)}"
+    canceled_count = summary["jobs_per_state"].get(JobState.CANCELED, 0)
     canceled = [job for job, s in summary["job_states"].items() if s == JobState.CANCELED]
-    if canceled and set(canceled) <= set(canceled_here):
+    named_canceled = str(canceled) + (
+        f" and {canceled_count - len(canceled)} more" if canceled_count > len(canceled) else ""
+    )
+    if canceled_count and set(canceled) <= set(canceled_here):
         raise AirflowFailException(
-            f"FTS jobs {canceled} were canceled by this task: a user marked it failed "
+            f"FTS jobs {named_canceled} were canceled by this task: a user marked it failed "
             f"({ended}): {counts}. Clear the task to resubmit the files that did not finish."
         )
-    if canceled:
+    if canceled_count:
         raise AirflowFailException(
-            f"FTS jobs {canceled} were canceled outside this task ({ended}): {counts}. "
+            f"FTS jobs {named_canceled} were canceled outside this task ({ended}): {counts}. "
             "Clear the task to resubmit the files that did not finish."
         )
     if allow_partial and summary["file_states"].get(FileState.FINISHED):
@@ -175,14 +185,14 @@ def check_outcome(
 
 
 def publish_outcome(
-    summary: dict[str, Any],
+    summary: JobSummary,
     context: Context,
     *,
     allow_partial: bool,
     can_resubmit: bool,
     log: Any,
     canceled_here: Collection[str] = (),
-) -> dict[str, Any]:
+) -> JobSummary:
     """Push the summary (XCom ``fts_summary``), log the failures, then :func:`check_outcome`.
 
     Pushed first so that it outlives a failure: a downstream task with
@@ -208,7 +218,7 @@ def publish_outcome(
 
 def summary_of_event(
     event: Mapping[str, Any] | None, log: Any, *, on_timeout: type[Exception] = AirflowFailException
-) -> dict[str, Any]:
+) -> JobSummary:
     """The summary a trigger event carries; its timeout or error raised as an exception.
 
     :param event: The trigger's event payload.

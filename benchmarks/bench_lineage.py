@@ -53,21 +53,21 @@ def best_of(runs: int, action: Callable[[], Any]) -> tuple[float, Any]:
 @contextmanager
 def uncapped():
     """The cap lifted (module constants read at call time)."""
-    from airflow_provider_fts import assets, openlineage
+    from airflow_provider_fts import lineage, openlineage
 
-    saved = assets.MAX_ASSET_EVENTS, openlineage.MAX_LINEAGE_DATASETS
-    assets.MAX_ASSET_EVENTS = openlineage.MAX_LINEAGE_DATASETS = 10**9
+    saved = lineage.MAX_ASSET_EVENTS, openlineage.MAX_LINEAGE_DATASETS
+    lineage.MAX_ASSET_EVENTS = openlineage.MAX_LINEAGE_DATASETS = 10**9
     try:
         yield
     finally:
-        assets.MAX_ASSET_EVENTS, openlineage.MAX_LINEAGE_DATASETS = saved
+        lineage.MAX_ASSET_EVENTS, openlineage.MAX_LINEAGE_DATASETS = saved
 
 
 def asset_events(files: list[dict]) -> tuple[int, int]:
     """Events as the task adds them (Asset objects built); their count and JSON bytes."""
     from airflow.sdk import Asset
 
-    from airflow_provider_fts.assets import replica_events
+    from airflow_provider_fts.lineage import replica_events
 
     events = replica_events(files)
     assets = [Asset(uri) for uri, _ in events]
@@ -78,16 +78,22 @@ def asset_events(files: list[dict]) -> tuple[int, int]:
 
 
 def lineage(files: list[dict], job: dict) -> tuple[int, int]:
-    """The COMPLETE event ``facets_on_complete`` leads to; datasets and JSON bytes."""
+    """The COMPLETE event ``facets_after`` leads to; datasets and JSON bytes."""
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
     from openlineage.client.serde import Serde
     from openlineage.client.uuid import generate_new_uuid
 
+    from airflow_provider_fts import openlineage
     from airflow_provider_fts.client.states import summarize_jobs
-    from airflow_provider_fts.openlineage import datasets, run_facet
+    from airflow_provider_fts.lineage import Collapsed
 
-    inputs = datasets(f["source_surl"] for f in files)
-    outputs = datasets(f["dest_surl"] for f in files)
+    read = Collapsed(openlineage.MAX_LINEAGE_DATASETS)
+    written = Collapsed(openlineage.MAX_LINEAGE_DATASETS)
+    for f in files:
+        read.add(f["source_surl"])
+        written.add(f["dest_surl"])
+    inputs, outputs = openlineage.datasets(read), openlineage.datasets(written)
+    run_facet = openlineage.run_facet
     facet = run_facet(["j"], "https://fts.example:8446", summarize_jobs([job]), failed=True)
     event = RunEvent(
         eventType=RunState.COMPLETE,
@@ -110,14 +116,12 @@ def main() -> None:
     rows = []
     with EmulatorProcess() as emulator:
         use_private_airflow(emulator.info.connection)
-        from airflow_provider_fts.assets import fetch_jobs, files_of
 
-        class Hook:  # what fetch_jobs needs of FTSHook, on the benchmark's client
-            def __init__(self, client):
-                self.client = client
+        def fetch_jobs(client, ids):
+            return client.get_jobs(ids, files=True)
 
-            def get_jobs_or_archived(self, ids, files):
-                return self.client.get_jobs(ids, files=files)
+        def files_of(jobs):
+            return [{**f, "job_id": job["job_id"]} for job in jobs for f in job["files"]]
 
         for layout, destination in LAYOUTS.items():
             transfers = [
@@ -126,7 +130,7 @@ def main() -> None:
             ]
             with make_client(emulator.info) as client:
                 job_id = client.submit(transfers)
-                seconds, jobs = best_of(3, partial(fetch_jobs, Hook(client), [job_id]))
+                seconds, jobs = best_of(3, partial(fetch_jobs, client, [job_id]))
             response = len(json.dumps(jobs))
             for record in jobs[0]["files"]:
                 record.update(file_state="FINISHED", filesize=1048576)

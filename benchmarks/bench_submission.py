@@ -4,8 +4,8 @@ What is measured ("total") is exactly what a submit costs before the request:
 ``build_submission`` reads the user's dicts, checks every rule and builds the job
 document, and ``json.dumps`` serialises it as the transport does (compact separators).
 The floor is ``json.dumps`` of the same dicts with no validation at all (what a client
-that checks nothing pays); "x floor" is total / floor. Issue 9's goal: at most 5x at
-10,000 files.
+that checks nothing pays); "x floor" is total / floor. The goal: at most 5x at 10,000
+files.
 
 CPU time is ``time.process_time``. The four measurements run in turn within each round
 (interleaved, so a change of machine load hits all of them alike); times are medians over

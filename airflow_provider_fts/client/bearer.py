@@ -11,13 +11,10 @@ token that FTS accepted before means "renew once, send once more"; never more th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Protocol
 
 from airflow_provider_fts.client.errors import FTSCredentialError
 from airflow_provider_fts.client.oidc_wire import is_anonymous_answer, jwt_claims
-
-if TYPE_CHECKING:
-    from airflow_provider_fts.client.oidc import TokenSource
 
 __all__ = ["Bearer", "StaticToken", "renew_after", "token_ignored_error"]
 
@@ -46,7 +43,19 @@ class StaticToken:
         return self._value
 
 
-Bearer = Union[StaticToken, "TokenSource"]
+class Bearer(Protocol):
+    """Where a request's token comes from: a :class:`StaticToken` or an OIDC
+    :class:`~.oidc.TokenSource` (``renewable``, which also has ``worked``, ``renew`` and
+    ``renew_async``)."""
+
+    renewable: bool
+
+    def token(self) -> str: ...
+
+    async def token_async(self) -> str: ...
+
+    @property
+    def expires_at(self) -> float | None: ...
 
 
 def renew_after(

@@ -384,7 +384,7 @@ class FTSClient:
     ) -> list[dict]:
         """Like :meth:`get_jobs`, but a job FTS purged from ``/jobs`` (404 there, days after it
         ended) comes from ``/archive/<id>`` with all its files; a job in neither place stays
-        its 404 error entry.
+        its 404 error entry; any other error entry raises its error.
 
         :param job_ids: The jobs' ids.
         :param files: Add their file records with the fields a summary needs.

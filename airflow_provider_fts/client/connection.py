@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_fts.client.connection_fields import CONNECTION_FIELDS
 from airflow_provider_fts.client.credential_table import (
@@ -32,7 +33,7 @@ from airflow_provider_fts.client.credential_table import (
     SCOPE,
     STORAGE_ACCESS,
     TOKEN,
-    Kind,
+    SourceKind,
     credential_kind,
     fields_of,
 )
@@ -54,7 +55,10 @@ from airflow_provider_fts.client.delegation import (
 )
 from airflow_provider_fts.client.endpoints import DEFAULT_FAILOVER_WAIT, POLICIES
 from airflow_provider_fts.client.errors import FTSCredentialError, FTSValidationError
+from airflow_provider_fts.client.oidc import token_source
 from airflow_provider_fts.client.oidc_wire import OIDCSettings
+from airflow_provider_fts.client.protocol import normalise_endpoint
+from airflow_provider_fts.client.urls import netloc
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -96,7 +100,7 @@ class CredentialSource:
     Secret values are kept out of ``repr`` so a logged settings object leaks nothing.
     """
 
-    kind: Kind
+    kind: SourceKind
     proxy_path: str | None = None
     cert_path: str | None = None
     key_path: str | None = None
@@ -121,7 +125,7 @@ class CredentialSource:
         if self.kind == "token":
             return Credentials.from_token(self.token or ""), []
         if self.kind == "oidc" and self.oidc is not None:
-            return Credentials.from_oidc(self.oidc), []
+            return Credentials.from_oidc(token_source(self.oidc)), []
         if self.kind == "proxy_pem":
             return Credentials.from_pem(proxy_pem=self.proxy_pem), []
         if self.kind == "proxy_file":
@@ -366,16 +370,16 @@ def _reject_unknown_keys(extra: Mapping[str, Any]) -> None:
 
 
 def _endpoint(host: str | None, port: int | None) -> tuple[str, str]:
-    """``https://host:port`` and the bare host name, from a host with or without a scheme."""
-    from airflow_provider_fts.client.protocol import normalise_endpoint
-
+    """``https://host:port`` and the host as a URL writes it (IPv6 in brackets), from a
+    host with or without a scheme."""
     # Airflow 3.3.1 gives 0 for an empty port.
     endpoint = normalise_endpoint(host or "", port=port or None, field="host")
     return endpoint, _hostname(endpoint)
 
 
 def _hostname(endpoint: str) -> str:
-    return endpoint.removeprefix("https://").rsplit(":", 1)[0]
+    """The host of an endpoint as a URL writes it (IPv6 in brackets), without the port."""
+    return netloc(urlsplit(endpoint).hostname or "")
 
 
 def _failover_endpoints(extra: Mapping[str, Any], endpoint: str) -> tuple[str, ...]:
@@ -385,8 +389,6 @@ def _failover_endpoints(extra: Mapping[str, Any], endpoint: str) -> tuple[str, .
         with commas).
     :param endpoint: the host's endpoint.
     """
-    from airflow_provider_fts.client.protocol import normalise_endpoint
-
     key = "failover_endpoints"
     value = extra.get(key) or []
     items = value.split(",") if isinstance(value, str) else value

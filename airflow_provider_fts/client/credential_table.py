@@ -26,14 +26,14 @@ from airflow_provider_fts.client.errors import FTSValidationError
 __all__ = [
     "CREDENTIAL_COMBINATIONS",
     "CREDENTIAL_FIELDS",
-    "Kind",
+    "SourceKind",
     "credential_kind",
     "fields_of",
 ]
 
 TOKEN = "access_token"
 PASSPHRASE = "x509_key_passphrase"
-# OIDC: the provider fetches and renews its own tokens (names fixed by issue 10).
+# OIDC: the provider fetches and renews its own tokens.
 ISSUER = "oidc_issuer"
 CLIENT_ID = "oidc_client_id"
 CLIENT_SECRET = "oidc_client_secret"
@@ -46,10 +46,11 @@ CLIENT_AUTH = "oidc_client_auth"
 # save "***"): this one is no "storage_tokens".
 STORAGE_ACCESS = "oidc_storage_access"
 
-Kind = Literal["token", "oidc", "proxy_file", "proxy_pem", "certificate", "environment"]
+#: Where a connection's credential comes from (``Credentials.kind`` says what it is).
+SourceKind = Literal["token", "oidc", "proxy_file", "proxy_pem", "certificate", "environment"]
 
 #: Every allowed set of credential fields (besides the passphrase) and what it makes.
-CREDENTIAL_COMBINATIONS: dict[frozenset[str], Kind] = {
+CREDENTIAL_COMBINATIONS: dict[frozenset[str], SourceKind] = {
     frozenset({TOKEN}): "token",
     frozenset({ISSUER, CLIENT_ID, CLIENT_SECRET}): "oidc",  # a robot: client credentials
     frozenset({ISSUER, CLIENT_ID, REFRESH_TOKEN}): "oidc",  # a user, public client
@@ -208,7 +209,7 @@ def refusal(present: frozenset[str]) -> FTSValidationError:
     raise AssertionError(f"no rule refuses {sorted(present)}")
 
 
-def credential_kind(present: frozenset[str]) -> Kind:
+def credential_kind(present: frozenset[str]) -> SourceKind:
     """The credential ``present`` (the fields set) makes, or the refusal naming the fix.
 
     :param present: the credential fields the connection sets (a token in the password
@@ -220,7 +221,7 @@ def credential_kind(present: frozenset[str]) -> Kind:
     return kind
 
 
-def fields_of(kind: Kind) -> frozenset[str]:
+def fields_of(kind: SourceKind) -> frozenset[str]:
     """The credential fields a connection of ``kind`` reads; for ``environment`` (none set)
     every one, since a connection that sets one of them means that credential."""
     if kind == "environment":

@@ -18,12 +18,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from airflow_provider_fts.client.bearer import StaticToken
+from airflow_provider_fts.client.bearer import Bearer, StaticToken
 from airflow_provider_fts.client.certs import (
     PrivateKey,
     chain_not_after,
@@ -34,9 +34,6 @@ from airflow_provider_fts.client.certs import (
     load_pem_chain,
 )
 from airflow_provider_fts.client.errors import FTSCredentialError
-
-if TYPE_CHECKING:
-    from airflow_provider_fts.client.oidc import OIDCSettings, TokenSource
 
 __all__ = [
     "CERT_FILE",
@@ -154,7 +151,7 @@ class Credentials:
         chain: list[x509.Certificate] | None = None,
         private_key: PrivateKey | None = None,
         token: str | None = None,
-        bearer: StaticToken | TokenSource | None = None,
+        bearer: Bearer | None = None,
         field: str,
     ) -> None:
         self.kind = kind
@@ -239,17 +236,14 @@ class Credentials:
         return cls("token", token=token, field="token")
 
     @classmethod
-    def from_oidc(cls, settings: OIDCSettings) -> Credentials:
-        """Tokens fetched from an OIDC issuer and renewed before they expire (no request yet).
+    def from_oidc(cls, source: Bearer) -> Credentials:
+        """Tokens fetched from an OIDC issuer and renewed before they expire.
 
-        The process shares one :class:`~.oidc.TokenSource` per credential key, so every
-        client of this credential asks the issuer once per token lifetime.
-
-        :param settings: the issuer, client and grant (``oidc_*`` extras).
+        :param source: the process's :class:`~.oidc.TokenSource` of the issuer, client and
+            grant (``oidc.token_source(settings)``: one per credential key, so every client
+            of this credential asks the issuer once per token lifetime).
         """
-        from airflow_provider_fts.client.oidc import token_source
-
-        return cls("token", bearer=token_source(settings), field="oidc_client_secret")
+        return cls("token", bearer=source, field="oidc_client_secret")
 
     @classmethod
     def from_environment(

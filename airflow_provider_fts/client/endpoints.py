@@ -44,7 +44,7 @@ from airflow_provider_fts.client.errors import (
     error_from_job_entry,
     is_job_error_entry,
 )
-from airflow_provider_fts.client.states import merge_summaries
+from airflow_provider_fts.client.states import JobSummary, merge_summaries
 
 if TYPE_CHECKING:
     from airflow_provider_fts.client.client import FTSClient
@@ -253,7 +253,7 @@ class Endpoints:
                 unsure: FTSError = error
             except TryAgain as error:
                 unsure = error
-            expected = getattr(unsure, "expected_job_id", None)
+            expected = getattr(unsure, "expected_job_id", None)  # only AmbiguousSubmission
             if expected is None and job_params["id_generator"] == "deterministic" and sid:
                 expected = client.expected_job_id(sid)
             if expected is None:
@@ -389,8 +389,8 @@ async def wait_by_endpoint(
     pollers: Mapping[str, JobPoller],
     *,
     interval: float,
-    on_poll: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_poll: Callable[[JobSummary], None] | None = None,
+) -> JobSummary:
     """Wait for jobs on several servers at once, each group through its server's poller;
     the summary of them all (:func:`~.states.merge_summaries`).
 
@@ -400,10 +400,10 @@ async def wait_by_endpoint(
     :param on_poll: Called with the summary of every group's latest round, after each
         round of any group.
     """
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, JobSummary] = {}
 
-    async def one(endpoint: str, ids: Sequence[str]) -> dict[str, Any]:
-        def seen(summary: dict[str, Any]) -> None:
+    async def one(endpoint: str, ids: Sequence[str]) -> JobSummary:
+        def seen(summary: JobSummary) -> None:
             latest[endpoint] = summary
             if on_poll is not None:
                 on_poll(merge_summaries(latest.values()))

@@ -87,7 +87,7 @@ class AmbiguousSubmission(FTSConnectionError):
     """A submission was sent but no answer came back, so FTS may or may not hold the job.
 
     ``expected_job_id`` is the id the job has if it was stored (deterministic ids), so a
-    caller can look it up instead of submitting again.
+    caller can look it up instead of submitting again (the failover across servers does).
     """
 
     def __init__(self, message: str, expected_job_id: str | None = None) -> None:

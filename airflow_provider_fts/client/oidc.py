@@ -43,6 +43,7 @@ from airflow_provider_fts.client.oidc_wire import (
     TokenError,
     discovery_url,
     is_anonymous_answer,
+    issuer_key,
     jwt_claims,
     parse_discovery,
     parse_token_answer,
@@ -95,11 +96,11 @@ class _DiscoveryCache:
         self._lock = threading.Lock()
 
     def get(self, issuer: str) -> str | None:
-        return self._endpoints.get(issuer.rstrip("/"))
+        return self._endpoints.get(issuer_key(issuer))
 
     def put(self, issuer: str, endpoint: str) -> None:
         with self._lock:
-            self._endpoints[issuer.rstrip("/")] = endpoint
+            self._endpoints[issuer_key(issuer)] = endpoint
 
     def clear(self) -> None:
         with self._lock:
@@ -165,7 +166,7 @@ _GRANTS_LOCK = threading.Lock()
 def _grant_for(settings: OIDCSettings) -> _Grant:
     if not settings.refresh_token:
         return _Grant(None)
-    key = (settings.issuer.rstrip("/"), settings.client_id, settings.subject)
+    key = (issuer_key(settings.issuer), settings.client_id, settings.subject)
     with _GRANTS_LOCK:
         grant = _GRANTS.get(key)
         if grant is None:
@@ -405,9 +406,9 @@ def token_source(settings: OIDCSettings, **kwargs: Any) -> TokenSource:
 
 def _issuer_session(issuer: str) -> requests.Session:
     """The session the token sources of ``issuer`` share (call with the sources' lock)."""
-    session = _SESSIONS.get(issuer.rstrip("/"))
+    session = _SESSIONS.get(issuer_key(issuer))
     if session is None:
-        session = _SESSIONS[issuer.rstrip("/")] = requests.Session()
+        session = _SESSIONS[issuer_key(issuer)] = requests.Session()
     return session
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "TokenError",
     "discovery_url",
     "is_anonymous_answer",
+    "issuer_key",
     "jwt_claims",
     "parse_discovery",
     "parse_token_answer",
@@ -115,8 +116,14 @@ class OIDCSettings:
     @property
     def key(self) -> tuple[str | None, ...]:
         """The credential key: one token per key per process."""
-        issuer = self.issuer.rstrip("/")
-        return (issuer, self.client_id, self.grant, self.audience, self.scope, self.subject)
+        return (
+            issuer_key(self.issuer),
+            self.client_id,
+            self.grant,
+            self.audience,
+            self.scope,
+            self.subject,
+        )
 
 
 @dataclass(frozen=True)
@@ -295,5 +302,11 @@ def parse_discovery(issuer: str, status: int, body: bytes) -> str:
     return endpoint
 
 
+def issuer_key(issuer: str) -> str:
+    """An issuer URL as a key: one issuer with or without its trailing slash (IdPs differ;
+    a token's ``iss`` keeps the issuer's own spelling, so only keys drop it)."""
+    return issuer.rstrip("/")
+
+
 def discovery_url(issuer: str) -> str:
-    return issuer.rstrip("/") + _DISCOVERY
+    return issuer_key(issuer) + _DISCOVERY

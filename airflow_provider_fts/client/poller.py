@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_fts.client import protocol
-from airflow_provider_fts.client.states import SAMPLE_SECONDS, Tally
+from airflow_provider_fts.client.states import SAMPLE_SECONDS, JobSummary, Tally
 from airflow_provider_fts.client.transport import AsyncTransport
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: Before its first round a poller waits this long, so triggers started together share it.
 GATHER_SECONDS = 0.2
 
-ProgressCallback = Callable[[dict[str, Any]], None]
+ProgressCallback = Callable[[JobSummary], None]
 
 
 @dataclass(eq=False)
@@ -110,7 +110,7 @@ class JobPoller:
         interval: float = 30.0,
         on_poll: ProgressCallback | None = None,
         sample_every: float = SAMPLE_SECONDS,
-    ) -> dict[str, Any]:
+    ) -> JobSummary:
         """The jobs' summary (:func:`~.states.summarize_jobs`) once every job has ended.
 
         ``on_poll`` receives the summary after each round that heard of these jobs, called
@@ -185,7 +185,7 @@ class JobPoller:
         return await self._transport.run(flow)
 
 
-async def _follow(waiter: _Waiter, on_poll: ProgressCallback | None) -> dict[str, Any]:
+async def _follow(waiter: _Waiter, on_poll: ProgressCallback | None) -> JobSummary:
     """Wait for the poller's updates of one waiter; runs in the waiting coroutine."""
     while True:
         await waiter.updated.wait()

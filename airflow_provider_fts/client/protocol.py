@@ -18,7 +18,6 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-from airflow_provider_fts import __version__
 from airflow_provider_fts.client.errors import (
     FTSError,
     FTSValidationError,
@@ -32,7 +31,10 @@ from airflow_provider_fts.client.states import (
     SUMMARY_FILE_FIELDS,
     JobState,
     ended_file_fields,
+    has_ended,
 )
+from airflow_provider_fts.client.urls import netloc
+from airflow_provider_fts.client.version import __version__
 
 __all__ = [
     "DEFAULT_PORT",
@@ -176,8 +178,7 @@ def normalise_endpoint(endpoint: str, *, port: int | None = None, field: str = "
             f"{endpoint!r} has a path ({parts.path}).",
             "Give only the scheme, host and port, e.g. https://fts3.example.org:8446.",
         )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}:{parts.port or port or DEFAULT_PORT}"
+    return f"https://{netloc(parts.hostname, parts.port or port or DEFAULT_PORT)}"
 
 
 def check_id(value: Any, field: str = "job_id") -> str:
@@ -262,15 +263,6 @@ def is_not_found_entry(entry: dict) -> bool:
     return is_job_error_entry(entry) and str(entry.get("http_status", "")).startswith("404")
 
 
-def is_terminal(record: dict | None) -> bool:
-    if record is None:
-        return False
-    try:
-        return JobState.parse(record.get("job_state", "")).is_terminal
-    except ValueError:
-        return False
-
-
 # -- flows ------------------------------------------------------------------------------
 
 
@@ -286,7 +278,8 @@ def jobs_or_archived(
     job_ids: Iterable[str], *, files: bool = False, file_fields: Sequence[str] | None = None
 ) -> Flow[list[dict]]:
     """The jobs in the order asked; a job FTS purged from ``/jobs`` (a 404 entry there) comes
-    from ``/archive/<id>`` with all its files. A job in neither stays its 404 entry."""
+    from ``/archive/<id>`` with all its files. A job in neither stays its 404 entry (the
+    caller says what a missing job means); any other error entry raises its error."""
     params = files_params(files, file_fields)
     found = yield from send_all(by_ids("GET", job_ids, params=params))
     for index, entry in enumerate(found):
@@ -331,13 +324,16 @@ def job_round(
     records, errors = yield from job_states(pending)
     ended: dict[tuple[str, ...], list[str]] = {}
     for job_id, record in records.items():
-        if not is_terminal(record) or "files" in record:  # archived: all files included
+        # An archived record holds all its files already.
+        if not has_ended(record.get("job_state")) or "files" in record:
             add(record)
         else:
             ended.setdefault(ended_file_fields(record["job_state"]), []).append(job_id)
     for fields, ids in ended.items():
         yield from _with_files(ids, fields, errors, add, ended=True)
-    running = [i for i in dict.fromkeys(sample) if i in records and not is_terminal(records[i])]
+    running = [
+        i for i in dict.fromkeys(sample) if i in records and not has_ended(records[i]["job_state"])
+    ]
     yield from _with_files(running, SAMPLE_FILE_FIELDS, errors, add, ended=False)
     return errors
 
@@ -361,7 +357,7 @@ def _with_files(
                 errors[entry["job_id"]] = error_from_job_entry(
                     entry, method="GET", path=request.path
                 )
-            elif is_terminal(entry) == ended:
+            elif has_ended(entry.get("job_state")) == ended:
                 add(entry)
 
 
@@ -377,7 +373,10 @@ def _unless_transient(request: Request, errors: dict[str, FTSError]) -> Flow[Any
 
 
 def _or_archived(entry: dict) -> Flow[dict]:
-    """A 404 entry's job from the archive, if the archive holds it; any other entry as is."""
+    """A 404 entry's job from the archive, if the archive holds it (else the 404 entry); a
+    record as is; any other error entry raised (the one policy for error entries)."""
+    if is_job_error_entry(entry) and not is_not_found_entry(entry):
+        raise error_from_job_entry(entry)
     if not is_not_found_entry(entry):
         return entry
     try:

@@ -11,12 +11,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = [
     "FileState",
     "JobState",
+    "JobSummary",
     "ProgressLog",
     "Tally",
     "all_terminal",
@@ -28,7 +29,21 @@ __all__ = [
 ]
 
 
-class JobState(StrEnum):
+class _State(StrEnum):
+    """A state read from FTS (a job's or a file's)."""
+
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """The member for ``value`` in any case; a clear ``ValueError`` for an unknown state."""
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            noun = cls.__name__.removesuffix("State").lower()
+            known = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown FTS {noun} state {value!r}; known states: {known}") from None
+
+
+class JobState(_State):
     """States of an FTS job, as the server's job model defines them."""
 
     STAGING = "STAGING"
@@ -48,21 +63,8 @@ class JobState(StrEnum):
     def is_terminal(self) -> bool:
         return self in _TERMINAL_JOB
 
-    @property
-    def is_success(self) -> bool:
-        return self is JobState.FINISHED
 
-    @classmethod
-    def parse(cls, value: str) -> JobState:
-        """The member for ``value``; a clear ``ValueError`` for an unknown state."""
-        try:
-            return cls(str(value).upper())
-        except ValueError:
-            known = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown FTS job state {value!r}; known states: {known}") from None
-
-
-class FileState(StrEnum):
+class FileState(_State):
     """States of one file (one source/destination pair) of an FTS job."""
 
     STAGING = "STAGING"
@@ -85,14 +87,6 @@ class FileState(StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self in _TERMINAL_FILE
-
-    @classmethod
-    def parse(cls, value: str) -> FileState:
-        try:
-            return cls(str(value).upper())
-        except ValueError:
-            known = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown FTS file state {value!r}; known states: {known}") from None
 
 
 _TERMINAL_JOB = frozenset(
@@ -154,6 +148,17 @@ def ended_file_fields(job_state: str) -> tuple[str, ...]:
     return FINISHED_FILE_FIELDS if job_state == JobState.FINISHED else ENDED_FILE_FIELDS
 
 
+def file_bytes(file: Mapping[str, Any]) -> int:
+    """A file's size: what FTS measured (``filesize``), else what the submission said
+    (``user_filesize``), else 0."""
+    return int(file.get("filesize") or file.get("user_filesize") or 0)
+
+
+def is_finished_replica(file: Mapping[str, Any]) -> bool:
+    """Whether a file record ended FINISHED at a known destination: a replica exists."""
+    return file.get("file_state") == FileState.FINISHED and bool(file.get("dest_surl"))
+
+
 def has_ended(job_state: Any) -> bool:
     """Whether a job state is terminal; an unknown or missing state is not."""
     try:
@@ -198,13 +203,16 @@ def ids_in_words(job_ids: Sequence[str], named: int = 5) -> str:
     return shown if len(job_ids) <= named else f"{shown} and {len(job_ids) - named} more"
 
 
-def jobs_in_words(job_states: Mapping[str, Any], named: int = 5) -> str:
+def jobs_in_words(summary: JobSummary, named: int = 5) -> str:
     """The jobs and their states, short whatever their number: each job up to ``named``
     jobs (``a1b2c3d4 FINISHED``), else counts per state (``3 FAILED, 4997 FINISHED``)."""
-    if len(job_states) <= named:
-        return ", ".join(f"{job} {state}" for job, state in job_states.items())
-    jobs = Counter(str(s or "UNKNOWN") for s in job_states.values())
-    return f"{len(job_states)} jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(jobs.items()))
+    if summary["jobs"] <= named:
+        return ", ".join(f"{job} {state}" for job, state in summary["job_states"].items())
+    return f"{summary['jobs']} jobs: {_per_state(summary)}"
+
+
+def _per_state(summary: JobSummary) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(summary["jobs_per_state"].items()))
 
 
 class Failures:
@@ -277,6 +285,47 @@ class Failures:
         }
 
 
+#: Jobs a summary names with their state at most, the jobs not FINISHED first; the counts
+#: per state stay exact, the complete list is the task's (XCom ``fts_job_id``).
+MAX_LISTED_JOBS = 200
+#: The state counted for a job whose record was not read yet.
+NOT_READ = "UNKNOWN"
+
+
+class JobSummary(TypedDict):
+    """The outcome of a task's jobs, bounded whatever their number (under 64 KiB as JSON).
+
+    The hook, the verdict, the trigger's event, the XCom ``fts_summary`` and the
+    OpenLineage facet all carry this one shape (:func:`summarize_jobs`, :meth:`Tally.summary`).
+    """
+
+    #: How many jobs.
+    jobs: int
+    #: Jobs per job state, exact (:data:`NOT_READ` for a job not read yet).
+    jobs_per_state: dict[str, int]
+    #: Jobs named with their state (None: not read yet): the jobs not FINISHED first, up
+    #: to :data:`MAX_LISTED_JOBS`.
+    job_states: dict[str, str | None]
+    #: Jobs left out of ``job_states``.
+    jobs_not_listed: int
+    #: Files counted (ended jobs' files, and the last progress sample of running jobs').
+    files: int
+    #: Files per file state.
+    file_states: dict[str, int]
+    #: Running jobs whose files were not sampled yet.
+    uncounted_jobs: int
+    #: Failed (FAILED or CANCELED) files, exact; of them, recoverable FAILED ones.
+    failed_count: int
+    recoverable_count: int
+    #: The first failed files (:func:`failed_files` entries), capped.
+    failed_files: list[dict]
+    #: Failed files per reason: ``{"reason", "files", "recoverable"}``, capped.
+    failure_reasons: list[dict]
+    #: Bytes of the FINISHED files of ended jobs, and their mean throughput in MiB/s.
+    bytes: int
+    throughput_mib_s: float | None
+
+
 class Tally:
     """The outcome of jobs while they run, kept per job (never per file).
 
@@ -319,7 +368,7 @@ class Tally:
             state = str(file.get("file_state") or "")
             self._counts[state] += 1
             if state == FileState.FINISHED:
-                self._bytes += int(file.get("filesize") or file.get("user_filesize") or 0)
+                self._bytes += file_bytes(file)
                 self._seconds += float(file.get("tx_duration") or 0)
         for entry in failed_files(record):
             self._failures.add(entry)
@@ -341,16 +390,21 @@ class Tally:
         self._sampled_at = now
         return self.pending()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JobSummary:
         """The JSON-ready summary (see :func:`summarize_jobs`)."""
         counts = Counter(self._counts)
         for sample in self._samples.values():
             counts.update(sample)
         counted = self._ended | self._samples.keys()
         throughput = self._bytes / self._seconds / 2**20 if self._seconds > 0 else None
+        per_state = Counter(str(state or NOT_READ) for state in self.job_states.values())
+        # Stable: the jobs not FINISHED first, each group in the jobs' order.
+        ordered = sorted(self.job_states.items(), key=lambda item: item[1] == JobState.FINISHED)
         return {
-            "job_ids": list(self.job_states),
-            "job_states": dict(self.job_states),
+            "jobs": len(self.job_states),
+            "jobs_per_state": dict(sorted(per_state.items())),
+            "job_states": dict(ordered[:MAX_LISTED_JOBS]),
+            "jobs_not_listed": max(0, len(ordered) - MAX_LISTED_JOBS),
             "files": sum(counts.values()),
             "file_states": dict(sorted(counts.items())),
             "uncounted_jobs": len(self.job_states.keys() - counted),
@@ -360,17 +414,19 @@ class Tally:
         }
 
 
-def summarize_jobs(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize_jobs(records: Iterable[Mapping[str, Any]]) -> JobSummary:
     """A compact, JSON-ready outcome of jobs: what a DAG needs to act on them.
 
     ``records`` are job records, with their ``files`` once ended (``?files=`` with at
     least :func:`ended_file_fields`, or ``/archive/<id>`` records, whose files say
     ``current_failures`` instead of ``recoverable``). Bytes count only FINISHED files; the
     mean throughput is bytes moved over the summed transfer time, in MiB/s. Its size does
-    not grow with files: failed files are counted exactly (``failed_count``, of them
-    ``recoverable_count``), grouped by reason (``failure_reasons``, at most
-    :data:`MAX_REASONS`) and listed up to :data:`MAX_FAILED_FILES` (``failed_files``).
-    ``uncounted_jobs`` are running jobs whose files were not sampled yet.
+    grow with files, nor with jobs: jobs are counted per state exactly (``jobs_per_state``)
+    and named up to :data:`MAX_LISTED_JOBS` (``job_states``, the jobs not FINISHED first);
+    failed files are counted exactly (``failed_count``, of them ``recoverable_count``),
+    grouped by reason (``failure_reasons``, at most :data:`MAX_REASONS`) and listed up to
+    :data:`MAX_FAILED_FILES` (``failed_files``). ``uncounted_jobs`` are running jobs whose
+    files were not sampled yet. See :class:`JobSummary`.
     """
     tally = Tally()
     for record in records:
@@ -378,34 +434,43 @@ def summarize_jobs(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return tally.summary()
 
 
-def merge_summaries(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def merge_summaries(parts: Iterable[JobSummary]) -> JobSummary:
     """One summary of the jobs of several summaries (e.g. one per FTS server), exact in
     its counts and under the same caps; the throughput is the bytes over the summed time."""
-    merged: dict[str, Any] = {"job_ids": [], "job_states": {}, "files": 0, "uncounted_jobs": 0}
+    jobs = files = uncounted = 0
+    per_state: Counter[str] = Counter()
+    listed: dict[str, str | None] = {}
     file_states: Counter[str] = Counter()
     failures = Failures()
     moved = seconds = 0.0
     for part in parts:
-        merged["job_ids"] += part["job_ids"]
-        merged["job_states"].update(part["job_states"])
-        merged["files"] += part["files"]
-        merged["uncounted_jobs"] += part.get("uncounted_jobs") or 0
+        jobs += part["jobs"]
+        per_state.update(part["jobs_per_state"])
+        listed.update(part["job_states"])
+        files += part["files"]
+        uncounted += part["uncounted_jobs"]
         file_states.update(part["file_states"])
         failures.merge(Failures.of(part))
         moved += part["bytes"]
         if part["throughput_mib_s"]:
             seconds += part["bytes"] / part["throughput_mib_s"] / 2**20
+    ordered = sorted(listed.items(), key=lambda item: item[1] == JobState.FINISHED)
     throughput = moved / seconds / 2**20 if seconds > 0 else None
     return {
-        **merged,
+        "jobs": jobs,
+        "jobs_per_state": dict(sorted(per_state.items())),
+        "job_states": dict(ordered[:MAX_LISTED_JOBS]),
+        "jobs_not_listed": jobs - min(len(ordered), MAX_LISTED_JOBS),
+        "files": files,
         "file_states": dict(sorted(file_states.items())),
+        "uncounted_jobs": uncounted,
         **failures.to_json(),
         "bytes": int(moved),
         "throughput_mib_s": round(throughput, 3) if throughput is not None else None,
     }
 
 
-def with_failures(summary: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> dict:
+def with_failures(summary: JobSummary, entries: Iterable[Mapping[str, Any]]) -> JobSummary:
     """The summary plus more failed files (entries of :func:`failed_files`), under the caps."""
     failures = Failures.of(summary)
     states = Counter(summary["file_states"])
@@ -421,16 +486,14 @@ def with_failures(summary: Mapping[str, Any], entries: Iterable[Mapping[str, Any
     }
 
 
-def all_terminal(summary: Mapping[str, Any]) -> bool:
+def all_terminal(summary: JobSummary) -> bool:
     """Whether every job of a :func:`summarize_jobs` summary has ended."""
-    return all(has_ended(s) for s in summary["job_states"].values())
+    return all(has_ended(state) for state in summary["jobs_per_state"])
 
 
-def progress_line(summary: Mapping[str, Any]) -> str:
+def progress_line(summary: JobSummary) -> str:
     """One short line, whatever the number of jobs: jobs per state, files finished of
     those counted, failed files, bytes and throughput."""
-    jobs = Counter(str(s or "UNKNOWN") for s in summary["job_states"].values())
-    by_state = ", ".join(f"{n} {state}" for state, n in sorted(jobs.items()))
     states = summary["file_states"]
     finished = states.get(FileState.FINISHED, 0)
     failed = sum(states.get(s, 0) for s in FAILED_FILE_STATES)
@@ -439,7 +502,7 @@ def progress_line(summary: Mapping[str, Any]) -> str:
     throughput = summary["throughput_mib_s"]
     rate = f", {throughput} MiB/s" if throughput is not None else ""
     return (
-        f"FTS: {len(summary['job_states'])} jobs ({by_state}); "
+        f"FTS: {summary['jobs']} jobs ({_per_state(summary)}); "
         f"{finished} of {summary['files']} files finished, {failed} failed{not_counted}; "
         f"{summary['bytes']} bytes{rate}"
     )
@@ -458,7 +521,7 @@ class ProgressLog:
         self.heartbeat = heartbeat
         self._last: tuple[str, float] | None = None
 
-    def __call__(self, summary: Mapping[str, Any]) -> None:
+    def __call__(self, summary: JobSummary) -> None:
         line, now = progress_line(summary), time.monotonic()
         if self._last is None or self._last[0] != line or now - self._last[1] >= self.heartbeat:
             self.say(line)

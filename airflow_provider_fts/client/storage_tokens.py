@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from airflow_provider_fts.client.errors import FTSValidationError
 from airflow_provider_fts.client.oidc import OIDCSettings, TokenSource, token_source
 from airflow_provider_fts.client.submission import Transfer
+from airflow_provider_fts.client.urls import netloc
 
 __all__ = ["StorageTokenMinter", "storage_audience", "storage_scope"]
 
@@ -33,8 +34,7 @@ def storage_audience(url: str) -> str:
         raise FTSValidationError(
             "transfers", f"{url!r} names no storage host.", "Give full storage URLs."
         )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"https://{host}" + (f":{parts.port}" if parts.port else "")
+    return f"https://{netloc(parts.hostname, parts.port)}"
 
 
 def storage_scope(operation: str, url: str) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "Transfer",
     "build_submission",
     "expected_job_id",
+    "vo_id",
 ]
 
 #: Namespace of deterministic job ids (the server's ``BASE_ID``, also in ``/whoami``).
@@ -43,6 +44,11 @@ BASE_ID = "01874efb-4735-4595-bc9c-591aef8240c9"
 
 #: Tape REST API endpoints, the only ones 3.13 servers accept with overwrite_when_only_on_disk.
 OVERWRITE_ON_DISK_SCHEMES = frozenset({"https", "davs"})
+
+
+def vo_id(vo: str, base_id: str = BASE_ID) -> uuid.UUID:
+    """A VO's id namespace, as FTS derives it: ``uuid5(base_id, vo)`` (``/whoami``'s ``vos_id``)."""
+    return uuid.uuid5(uuid.UUID(base_id), vo)
 
 
 def expected_job_id(vo: str, sid: str, base_id: str = BASE_ID) -> str:
@@ -60,7 +66,7 @@ def expected_job_id(vo: str, sid: str, base_id: str = BASE_ID) -> str:
             raise FTSValidationError(
                 name, f"must be a non-empty string, not {value!r}.", f"Pass the {name} as a str."
             )
-    return str(uuid.uuid5(uuid.uuid5(uuid.UUID(base_id), vo), sid))
+    return str(uuid.uuid5(vo_id(vo, base_id), sid))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 
 from airflow_provider_fts.client.errors import FTSValidationError
 
-__all__ = ["MAX_URL_LENGTH", "shown", "storage", "url_list", "url_problem"]
+__all__ = ["MAX_URL_LENGTH", "netloc", "shown", "storage", "url_list", "url_problem"]
 
 MAX_URL_LENGTH = 1100  # t_file.source_surl / dest_surl are VARCHAR(1100)
 
@@ -112,6 +112,16 @@ def shown(url: str) -> str:
     base, has_query, _ = url.partition("?")
     base = base if len(base) <= 120 else base[:117] + "..."
     return repr(base + ("?..." if has_query else ""))
+
+
+def netloc(host: str, port: int | None = None) -> str:
+    """``host[:port]`` as a URL writes it: an IPv6 literal in brackets, no port if None.
+
+    :param host: a host name or address, without brackets (``urlsplit(...).hostname``).
+    :param port: the port, or None.
+    """
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"{bracketed}:{port}" if port else bracketed
 
 
 def storage(url: str) -> str:

@@ -13,6 +13,7 @@ before anything can log them.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,24 +21,23 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
+from airflow_provider_fts.client.client import FTSClient
 from airflow_provider_fts.client.connection import FTSConnectionSettings
-from airflow_provider_fts.client.errors import (
-    FTSError,
-    is_transient,
-)
+from airflow_provider_fts.client.credentials import format_duration
+from airflow_provider_fts.client.endpoints import Endpoints, wait_by_endpoint
+from airflow_provider_fts.client.errors import FTSError, is_transient
 from airflow_provider_fts.client.oidc import on_new_secret
-from airflow_provider_fts.client.states import ids_in_words
+from airflow_provider_fts.client.poller import JobPoller, shared_poller
+from airflow_provider_fts.client.states import Tally, ids_in_words
+from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
+from airflow_provider_fts.client.submission import Transfer
+from airflow_provider_fts.lineage import asset_uri
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-    from airflow_provider_fts.client.client import FTSClient
     from airflow_provider_fts.client.credentials import Credentials
-    from airflow_provider_fts.client.endpoints import Endpoints
-    from airflow_provider_fts.client.poller import JobPoller
-    from airflow_provider_fts.client.states import Tally
-    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
-    from airflow_provider_fts.client.submission import Transfer
+    from airflow_provider_fts.client.states import JobSummary
 
 
 class FTSHook(BaseHook):
@@ -64,8 +64,14 @@ class FTSHook(BaseHook):
             mask_secret(secret)
         return settings
 
+    @property
+    def loaded_settings(self) -> FTSConnectionSettings | None:
+        """The connection if :attr:`settings` loaded it already, else None (loads nothing)."""
+        return self.__dict__.get("settings")
+
     async def asettings(self) -> FTSConnectionSettings:
         """The validated connection, resolved without blocking the event loop."""
+        # Imported here: only the triggerer needs it, not DAG parsing.
         from airflow.providers.common.compat.connection import (
             get_async_connection,
             get_async_extra_dejson,
@@ -90,8 +96,6 @@ class FTSHook(BaseHook):
     @cached_property
     def endpoints(self) -> Endpoints:
         """The connection's servers, their clients, and where each job is."""
-        from airflow_provider_fts.client.endpoints import Endpoints
-
         settings = self.settings
         return Endpoints(
             settings.endpoints,
@@ -101,8 +105,6 @@ class FTSHook(BaseHook):
         )
 
     def _connect(self, endpoint: str) -> FTSClient:
-        from airflow_provider_fts.client.client import FTSClient
-
         settings = self.settings.for_endpoint(endpoint)
         credentials, file_keys = _credentials(settings)
         for key in file_keys:
@@ -124,8 +126,6 @@ class FTSHook(BaseHook):
         Nothing here blocks the event loop: the connection comes from the async helpers,
         and reading credential files (maybe decrypting a key) runs in a thread.
         """
-        from airflow_provider_fts.client.poller import shared_poller
-
         settings = await self.asettings()
         if settings.failover_endpoints:
             return _PollersByEndpoint(self, settings)
@@ -134,8 +134,6 @@ class FTSHook(BaseHook):
 
     @staticmethod
     async def _new_poller(settings: FTSConnectionSettings) -> JobPoller:
-        from airflow_provider_fts.client.poller import JobPoller
-
         credentials, file_keys = await asyncio.to_thread(_credentials, settings)
         for key in file_keys:
             await amask_secret(key)
@@ -188,17 +186,25 @@ class FTSHook(BaseHook):
         Sources and destinations are reported to Airflow's hook-level lineage (read by
         OpenLineage when it is installed; a no-op otherwise).
         """
-        from airflow_provider_fts.client.submission import Transfer
-
         planned = [Transfer.coerce(transfer, index) for index, transfer in enumerate(transfers)]
         job_id = self.endpoints.submit(planned, **job_params)
         self._report_lineage(planned)
         return job_id
 
     def _report_lineage(self, transfers: Sequence[Transfer]) -> None:
-        from airflow_provider_fts.assets import report_submitted
+        """Airflow's hook-level lineage of a submission: sources in, destinations out.
 
-        report_submitted(self, transfers)
+        Read by OpenLineage when the task's own facets have no datasets; a no-op otherwise.
+        """
+        # Imported here: only a submission needs it, not DAG parsing.
+        from airflow.sdk.lineage import MAX_COLLECTED_ASSETS, get_hook_lineage_collector
+
+        collector = get_hook_lineage_collector()
+        for transfer in transfers[:MAX_COLLECTED_ASSETS]:  # the collector keeps no more
+            for source in transfer.sources:
+                collector.add_input_asset(context=self, uri=asset_uri(source))
+            for destination in transfer.destinations:
+                collector.add_output_asset(context=self, uri=asset_uri(destination))
 
     def expected_job_id(self, sid: str) -> str:
         """The id of the job submitted with ``sid``, computed without asking FTS."""
@@ -328,7 +334,7 @@ class FTSHook(BaseHook):
     # (kept apart from the client-delegating methods above; the trigger reads the same
     # records through the shared async poller and summarizes them the same way)
 
-    def get_summary(self, job_ids: Sequence[str], *, tally: Tally | None = None) -> dict[str, Any]:
+    def get_summary(self, job_ids: Sequence[str], *, tally: Tally | None = None) -> JobSummary:
         """The jobs' summary now, from one poll round: their records (one request per 100
         jobs), and the files of the jobs that ended, with the fields their end needs.
 
@@ -340,8 +346,6 @@ class FTSHook(BaseHook):
             call): then only the jobs not ended are asked for, and each ended job's files
             are read once; running jobs' file states are sampled every few minutes.
         """
-        from airflow_provider_fts.client.states import Tally
-
         tally = Tally(job_ids) if tally is None else tally
         pending, due = tally.pending(), set(tally.to_sample())
         for endpoint, ids in self.endpoints.by_endpoint(pending).items():
@@ -354,8 +358,8 @@ class FTSHook(BaseHook):
         job_ids: Sequence[str],
         poll_interval: float = 30.0,
         timeout: float | None = None,
-        on_poll: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+        on_poll: Callable[[JobSummary], None] | None = None,
+    ) -> JobSummary:
         """Poll until every job has ended; return the final summary (blocking).
 
         Each round asks only for the jobs not ended yet, without files; a job's files are
@@ -368,10 +372,6 @@ class FTSHook(BaseHook):
             and the jobs keep running.
         :param on_poll: Called with each summary (e.g. to log a progress line).
         """
-        import time
-
-        from airflow_provider_fts.client.states import Tally
-
         deadline = None if timeout is None else time.monotonic() + timeout
         tally = Tally(job_ids)
         while True:
@@ -431,11 +431,8 @@ class _PollersByEndpoint:
         job_ids: Sequence[str],
         *,
         interval: float = 30.0,
-        on_poll: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        from airflow_provider_fts.client.endpoints import wait_by_endpoint
-        from airflow_provider_fts.client.poller import shared_poller
-
+        on_poll: Callable[[JobSummary], None] | None = None,
+    ) -> JobSummary:
         groups = await asyncio.to_thread(self._hook.endpoints.by_endpoint, job_ids)
         pollers = {}
         for endpoint in groups:
@@ -476,8 +473,6 @@ def _storage_token_minter(settings: FTSConnectionSettings) -> StorageTokenMinter
 
     :param settings: the connection (its OIDC client and ``storage_tokens``).
     """
-    from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
-
     oidc = settings.credential.oidc
     if not settings.credential.storage_tokens or oidc is None:
         return None
@@ -491,8 +486,6 @@ def _vo_names(identity: Mapping[str, Any]) -> str:
 
 
 def _validity(credentials: Credentials) -> str:
-    from airflow_provider_fts.client.credentials import format_duration
-
     left = credentials.time_left()
     if left is None:
         return f"{credentials.kind} of unknown lifetime"

@@ -28,18 +28,20 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
     ENDED_FILE_FIELDS,
-    FileState,
     JobState,
+    JobSummary,
     ProgressLog,
     all_terminal,
     failed_files,
     has_ended,
+    is_finished_replica,
     stored_url_key,
     with_failures,
 )
 from airflow_provider_fts.client.submission import Transfer, build_submission
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import JOB_ENDPOINT_KEY, JOB_ID_KEY, FTSJobLink
+from airflow_provider_fts.sids import task_sid
 from airflow_provider_fts.tasks import DEFAULT_DEFERRABLE, FTSTask, check_asset_grain
 from airflow_provider_fts.verdict import (
     final_on_bad_input,
@@ -118,7 +120,7 @@ class EarlierJobs:
             stored_url_key(f["dest_surl"])
             for r in records
             for f in r.get("files") or []
-            if f.get("file_state") == FileState.FINISHED
+            if is_finished_replica(f)
         }
         lost = [f for f in failed if not is_resendable(f)]
         self.not_resendable = {stored_url_key(f["destination"]) for f in lost} - self.finished
@@ -282,6 +284,9 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     def _waited_jobs(self) -> list[str]:
         return list(self._job_ids)
 
+    def _planned_transfers(self) -> list[Transfer]:
+        return [Transfer.coerce(item, index) for index, item in enumerate(self.transfers)]
+
     # -- planning --------------------------------------------------------------------
 
     def _chunks(self) -> list[Chunk]:
@@ -337,7 +342,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     @staticmethod
     def _sid(context: Context, try_number: int, chunk: int) -> str:
         ti = context["ti"]
-        return f"airflow:{ti.dag_id}:{ti.task_id}:{ti.run_id}:{ti.map_index}:{try_number}:{chunk}"
+        return task_sid(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, try_number, chunk)
 
     def _submit_or_resume(
         self, chunks: list[Chunk], earlier: dict[int, EarlierJobs], context: Context
@@ -406,7 +411,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         unfinished = [
             r["job_id"]
             for r in lookup
-            if not is_job_error_entry(r)
+            if not is_job_error_entry(r)  # a 404: that chunk was not submitted then
             and "files" not in r  # an archived record has them all
             and has_ended(r["job_state"])
             and r["job_state"] != JobState.FINISHED
@@ -450,7 +455,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
 
     def _publish(
         self,
-        summary: dict[str, Any],
+        summary: JobSummary,
         earlier: dict[int, EarlierJobs],
         job_ids: list[str],
         context: Context,
@@ -470,6 +475,6 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         self._conclude(summary, context, can_resubmit=True, replica_jobs=replica_jobs)
 
 
-def with_earlier_failures(summary: dict[str, Any], lost: list[dict]) -> dict[str, Any]:
+def with_earlier_failures(summary: JobSummary, lost: list[dict]) -> JobSummary:
     """The summary, plus files earlier tries' jobs failed for good (they are not resent)."""
     return with_failures(summary, lost)

@@ -2,7 +2,7 @@
 
 The jobs are found as the operator finds them on a retry: each try's job of each chunk
 has a deterministic id computed from the task instance, the try and the chunk
-(:meth:`FTSSubmitOperator._sid`), so the ids of every try are computed here and looked
+(:func:`airflow_provider_fts.sids.task_sid`), so the ids of every try are computed here and looked
 up in one request per 100. The records are read through :class:`FTSHook` with the
 task's connection and kept in a small bounded cache: an ended run for minutes, an
 active one for seconds, so ten people looking at a run cost FTS one read.
@@ -22,7 +22,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any, NamedTuple, TypeVar
 
 from airflow_provider_fts.client.errors import (
@@ -35,7 +34,7 @@ from airflow_provider_fts.client.errors import (
 )
 from airflow_provider_fts.client.states import FileState, JobState
 from airflow_provider_fts.hooks.fts import FTSHook
-from airflow_provider_fts.operators.fts import FTSSubmitOperator
+from airflow_provider_fts.sids import task_sid
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,11 +178,8 @@ class FTSTask:
     pushed: tuple[str, ...]  # the job ids its latest try pushed (one per chunk)
 
     def sid(self, try_number: int, chunk: int) -> str:
-        # The operator's own formula, on a stand-in for the task instance it reads.
-        ti = SimpleNamespace(
-            dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id, map_index=self.map_index
-        )
-        return FTSSubmitOperator._sid({"ti": ti}, try_number, chunk)  # type: ignore[arg-type]
+        """The sid the operator gave this chunk of that try (the one formula)."""
+        return task_sid(self.dag_id, self.task_id, self.run_id, self.map_index, try_number, chunk)
 
 
 def job_candidates(

@@ -11,7 +11,8 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnVa
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.client.states import ProgressLog, Tally, all_terminal
+from airflow_provider_fts.client.protocol import check_id
+from airflow_provider_fts.client.states import JobSummary, ProgressLog, Tally, all_terminal
 from airflow_provider_fts.hooks.fts import FTSHook
 from airflow_provider_fts.links.fts import FTSJobLink
 from airflow_provider_fts.tasks import DEFAULT_DEFERRABLE, FTSTask, check_asset_grain
@@ -28,7 +29,8 @@ def job_id_list(value: Any) -> list[str]:
     """One id or several, also as the text a template renders a list to (``"['a', 'b']"``).
 
     ``None``, ``"None"`` and empty values are refused before any request: they are what
-    ``{{ ti.xcom_pull(task_ids='...') }}`` renders when the task id is mistyped.
+    ``{{ ti.xcom_pull(task_ids='...') }}`` renders when the task id is mistyped. Each id
+    is then checked by the client's one id rule (:func:`~.protocol.check_id`).
     """
     if isinstance(value, str):
         text = value.strip()
@@ -37,17 +39,17 @@ def job_id_list(value: Any) -> list[str]:
         else:
             value = ast.literal_eval(text) if text.startswith("[") else [text]
     ids = [] if value is None or isinstance(value, str) else value
-    if not isinstance(ids, Sequence) or not ids or any(_is_empty_id(i) for i in ids):
+    if not isinstance(ids, Sequence) or not ids or any(_is_empty(i) for i in ids):
         raise FTSValidationError(
             "job_id",
             f"is {value!r}, not an FTS job id or a list of them.",
             "An xcom_pull renders None when nothing was pushed: check the task_ids it names "
             "(and key), and that the submitting task ran before this one.",
         )
-    return [str(job_id).strip() for job_id in ids]
+    return [check_id(job_id) for job_id in ids]
 
 
-def _is_empty_id(job_id: Any) -> bool:
+def _is_empty(job_id: Any) -> bool:
     return job_id is None or str(job_id).strip().lower() in _EMPTY_RENDERINGS
 
 
@@ -111,8 +113,10 @@ class FTSJobSensor(FTSTask, BaseSensorOperator):
         """What earlier pokes of this process learnt: ended jobs' files are read once."""
         return Tally(job_id_list(self.job_id))
 
-    def _publish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
-        return self._conclude(summary, context, can_resubmit=False, replica_jobs=summary["job_ids"])
+    def _publish(self, summary: JobSummary, context: Context) -> JobSummary:
+        return self._conclude(
+            summary, context, can_resubmit=False, replica_jobs=job_id_list(self.job_id)
+        )
 
     @final_on_bad_input
     def execute(self, context: Context) -> Any:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import ParseResult, parse_qsl, urlencode, urlparse
 
 from airflow_provider_fts.client.states import FileState, JobState
+from airflow_provider_fts.client.submission import expected_job_id
 from airflow_provider_fts.testing.identity import Identity
 from airflow_provider_fts.testing.records import (
     FILE_KEYS,
@@ -23,12 +24,24 @@ from airflow_provider_fts.testing.records import (
     StoredJob,
     iso,
 )
-from airflow_provider_fts.testing.token_table import hold_for_token_exchange
+from airflow_provider_fts.testing.token_table import TokenTable, hold_for_token_exchange
 
-if TYPE_CHECKING:
-    from airflow_provider_fts.testing.store import JobStore
+__all__ = ["JobBuilder", "JobNumbers", "refuse_token_tape_requests", "storage_element"]
 
-__all__ = ["JobBuilder", "refuse_token_tape_requests", "storage_element"]
+
+class JobNumbers(Protocol):
+    """What a builder asks of the store it builds for (:class:`~.store.JobStore`):
+    numbers, limits, the base of job ids and the token table."""
+
+    tokens: TokenTable
+    #: The base of deterministic job ids (``/whoami``'s ``base_id``).
+    base_id: str
+
+    def allocate_file_id(self) -> int: ...
+
+    def hashed_id(self) -> int: ...
+
+    def metadata_limit(self, kind: str) -> int: ...
 
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -64,7 +77,7 @@ SELECTION_STRATEGIES = frozenset(
 class JobBuilder:
     """The server's ``JobBuilder``: same steps in the same order, so the same errors win."""
 
-    def __init__(self, store: JobStore, identity: Identity, submit_host: str, now: float):
+    def __init__(self, store: JobNumbers, identity: Identity, submit_host: str, now: float):
         self.store = store
         self.identity = identity
         self.submit_host = submit_host
@@ -126,7 +139,7 @@ class JobBuilder:
         if sid is None:
             raise HTTPError(400, "Need sid for deterministic job id generation")
         _ = "sid: " + sid  # the server logs this way; a non-string sid fails right here
-        return str(uuid.uuid5(self.store.vo_id(self.identity.vos[0]), str(sid))), sid
+        return expected_job_id(self.identity.vos[0], str(sid), self.store.base_id), sid
 
     def _job_record(self, job_id: str, params: dict[str, Any], files_list: Any) -> dict[str, Any]:
         job_type = "H" if params["multihop"] else "Y" if _flag(params["reuse"]) else "N"

@@ -20,12 +20,12 @@ import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from cryptography import x509
 
-from airflow_provider_fts.testing.faults import RequestInfo
+from airflow_provider_fts.testing.faults import Faults, RequestInfo
 from airflow_provider_fts.testing.identity import identity_from_chain
 from airflow_provider_fts.testing.records import INTERNAL_ERROR, HTTPError, reason_phrase
 from airflow_provider_fts.testing.routes import (
@@ -39,7 +39,7 @@ from airflow_provider_fts.testing.routes import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_fts.testing.server import FTSEmulator
+    from airflow_provider_fts.testing.service import FTSService
 
 __all__ = ["TLSServer", "server_context"]
 
@@ -84,6 +84,16 @@ def server_context(host_credential, ca, ca_dir) -> ssl.SSLContext:
     return context
 
 
+class Emulated(Protocol):
+    """What the HTTP layer asks of the emulator it serves (:class:`~.server.FTSEmulator`)."""
+
+    host_dn: str
+    faults: Faults
+    service: FTSService
+
+    def count(self, route_key: str) -> None: ...
+
+
 class TLSServer(ThreadingHTTPServer):
     """Accepts in one thread, does each TLS handshake in the connection's own thread."""
 
@@ -91,7 +101,7 @@ class TLSServer(ThreadingHTTPServer):
     request_queue_size = 128
     handshake_timeout = 10.0
 
-    def __init__(self, address, context: ssl.SSLContext, emulator: FTSEmulator) -> None:
+    def __init__(self, address, context: ssl.SSLContext, emulator: Emulated) -> None:
         self.emulator = emulator
         self.context = context
         self._live: set[socket.socket] = set()

@@ -19,7 +19,6 @@ endpoints (``/config``, ``/ban``, cancelling all jobs) are not emulated: they re
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from airflow_provider_fts.client.submission import BASE_ID
 from airflow_provider_fts.testing.records import HTTPError
 from airflow_provider_fts.testing.voms import read_voms
+from airflow_provider_fts.testing.whoami import whoami_document
 from airflow_provider_fts.testing.x509 import is_proxy, oneline
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ __all__ = [
     "identity_from_token",
 ]
 
-_BASE_UUID = uuid.UUID(BASE_ID)
 _USER_LEVEL = {"transfer": "vo", "datamanagement": "all"}
 _ALL_LEVEL = {op: "all" for op in ("transfer", "deleg", "config", "admin", "datamanagement")}
 _BEARER = "Bearer "
@@ -128,26 +126,19 @@ class Identity:
 
     def whoami(self) -> dict:
         """The ``GET /whoami`` document."""
-        body = {
-            "user_dn": self.user_dn,
-            "dn": list(self.dn),
-            "base_id": BASE_ID,
-            "voms_cred": list(self.voms_cred),
-            "vos": list(self.vos),
-            "vos_id": [str(uuid.uuid5(_BASE_UUID, vo)) for vo in self.vos],
-            "roles": [] if self.method == "oauth2" else _roles(self.voms_cred),
-            "level": self.level,
-            "delegation_id": self.delegation_id,
-            "method": self.method,
-            "is_root": self.is_root,
-        }
-        if self.method == "oauth2":
-            body["oauth2_scope"] = self.scope
-            body["wlcg_profile"] = self.wlcg_profile
-            # Two bound methods of the server's credentials object, serialised as {}.
-            body["get_granted_level_for_overriden"] = {}
-            body["get_granted_level_for"] = {}
-        return body
+        return whoami_document(
+            user_dn=self.user_dn,
+            dn=self.dn,
+            voms_cred=self.voms_cred,
+            vos=self.vos,
+            roles=[] if self.method == "oauth2" else _roles(self.voms_cred),
+            level=self.level,
+            delegation_id=self.delegation_id,
+            method=self.method,
+            is_root=self.is_root,
+            oauth2_scope=self.scope,
+            wlcg_profile=self.wlcg_profile,
+        )
 
 
 ANONYMOUS = Identity("anon", ("anon",), (), (), None, "unauthenticated")

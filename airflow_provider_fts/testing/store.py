@@ -16,7 +16,6 @@ import copy
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -78,7 +77,7 @@ class JobStore:
             "staging": staging_metadata_limit,
             "archive": archive_metadata_limit,
         }
-        self._base_id = uuid.UUID(base_id)
+        self.base_id = base_id
         self._jobs: dict[str, StoredJob] = {}
         self._archive: dict[str, dict[str, Any]] = {}
         self._next_file_id = 1
@@ -123,9 +122,6 @@ class JobStore:
 
     def metadata_limit(self, kind: str) -> int:
         return self._limits[kind]
-
-    def vo_id(self, vo: str) -> uuid.UUID:
-        return uuid.uuid5(self._base_id, vo)
 
     # -- reading ------------------------------------------------------------------------
 

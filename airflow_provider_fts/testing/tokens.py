@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from airflow_provider_fts.client.oidc_wire import b64url_decode, jwt_claims
-from airflow_provider_fts.client.submission import BASE_ID
+from airflow_provider_fts.testing.whoami import whoami_document
 
 __all__ = [
     "WLCG_ANY_AUDIENCE",
@@ -48,7 +48,6 @@ __all__ = [
 WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
 _LEVELS = ("transfer", "deleg", "config", "admin", "datamanagement")
 _REQUIRED_CLAIMS = ("iss", "nbf", "exp", "scope", "aud")  # what FTS stores in t_token
-_BASE_UUID = uuid.UUID(BASE_ID)
 _JWKS_TTL = 24 * 3600.0  # FTS keeps a provider's keys a day
 FAILED_TO_VALIDATE = "Failed to validate access-token"
 
@@ -114,19 +113,16 @@ def missing_claim_message(claims: Mapping[str, Any]) -> str | None:
 
 
 def anonymous_whoami() -> dict[str, Any]:
-    return {
-        "user_dn": "anon",
-        "dn": ["anon"],
-        "base_id": BASE_ID,
-        "voms_cred": [],
-        "vos": [],
-        "vos_id": [],
-        "roles": [],
-        "level": [],
-        "delegation_id": None,
-        "method": "unauthenticated",
-        "is_root": False,
-    }
+    return whoami_document(
+        user_dn="anon",
+        dn=["anon"],
+        voms_cred=[],
+        vos=[],
+        roles=[],
+        level=[],
+        delegation_id=None,
+        method="unauthenticated",
+    )
 
 
 class TokenValidator:
@@ -181,23 +177,18 @@ class TokenValidator:
         subject, issuer = str(claims["sub"]), str(claims["iss"])
         scopes = str(claims.get("scope") or "").split()
         vos = self._vos(subject, issuer, claims.get("wlcg.groups"))
-        return {
-            "user_dn": subject,
-            "dn": [subject],
-            "base_id": BASE_ID,
-            "voms_cred": scopes,
-            "vos": vos,
-            "vos_id": [str(uuid.uuid5(_BASE_UUID, vo)) for vo in vos],
-            "roles": [],
-            "level": dict.fromkeys(_LEVELS, "all"),
-            "delegation_id": delegation_id(issuer, subject),
-            "method": "oauth2",
-            "is_root": False,
-            "oauth2_scope": " ".join(scopes),
-            "wlcg_profile": "wlcg.ver" in claims,
-            "get_granted_level_for_overriden": {},
-            "get_granted_level_for": {},
-        }
+        return whoami_document(
+            user_dn=subject,
+            dn=[subject],
+            voms_cred=scopes,
+            vos=vos,
+            roles=[],
+            level=dict.fromkeys(_LEVELS, "all"),
+            delegation_id=delegation_id(issuer, subject),
+            method="oauth2",
+            oauth2_scope=" ".join(scopes),
+            wlcg_profile="wlcg.ver" in claims,
+        )
 
     def _vos(self, subject: str, issuer: str, groups: Any) -> list[str]:
         if subject in self._gridmap:

@@ -181,7 +181,7 @@ def test_sensor_accepts_a_rendered_list_of_ids(hook):
 
     result = FTSJobSensor(task_id="wait", job_id=str(ids)).poke(sensor_context())
 
-    assert result.xcom_value["job_ids"] == ids
+    assert list(result.xcom_value["job_states"]) == ids
 
 
 def test_sensor_is_not_done_while_the_job_runs(hook):

@@ -166,15 +166,16 @@ def test_a_staging_only_root_retry_restages_only_what_did_not_finish(hook, fts_e
 def test_both_kinds_left_only_non_recoverable_fails_without_retry():
     """The verdict of a try whose resubmitted files all finished, while an earlier try's
     non-recoverable failure is carried (the operator adds it to the summary)."""
-    carried = {"destination": "d/f", "state": "FAILED", "reason": "EACCES", "recoverable": False}
-    summary = {
-        "job_states": {"j2": "FINISHED"},
-        "files": 2,
-        "file_states": {"FAILED": 1, "FINISHED": 1},
-        "failed_files": [carried],
-        "failed_count": 1,
-        "recoverable_count": 0,
+    carried = {
+        "job_id": "j1",
+        "source": "s/f",
+        "destination": "d/f",
+        "state": "FAILED",
+        "reason": "EACCES",
+        "recoverable": False,
     }
+    resent = {"job_id": "j2", "job_state": "FINISHED", "files": [{"file_state": "FINISHED"}]}
+    summary = with_failures(summarize_jobs([resent]), [carried])
 
     with pytest.raises(AirflowFailException, match="d/f: EACCES"):
         check_outcome(summary, allow_partial=False, can_resubmit=True)
@@ -449,3 +450,15 @@ def test_a_worker_mark_failed_against_a_slow_server_says_so_within_airflows_grac
     assert "did not answer the cancel" in capsys.readouterr().out
     assert not operator._canceled_here
     assert wait_terminal(hook, operator._job_ids[0], timeout=15) == "CANCELED"  # answered late
+
+
+def test_the_verdict_on_5000_jobs_names_the_canceled_one_and_who_canceled_it():
+    from tests.client.test_summary import bulk_records
+
+    summary = summarize_jobs(bulk_records(5000))
+    canceled = "00000007-bulk-job"
+
+    with pytest.raises(AirflowFailException, match=rf"\['{canceled}'\] were canceled outside"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True)
+    with pytest.raises(AirflowFailException, match=rf"\['{canceled}'\] were canceled by this"):
+        check_outcome(summary, allow_partial=False, can_resubmit=True, canceled_here=[canceled])

@@ -56,7 +56,7 @@ async def test_each_waiter_hears_of_its_own_jobs_in_its_own_task(new_poller, sub
         me = asyncio.current_task()
 
         def on_poll(summary: dict) -> None:
-            ids = list(summary["job_ids"])
+            ids = list(summary["job_states"])
             heard.append((name, CALLER.get(), asyncio.current_task() is me, ids))
 
         return await poller.wait([jobs[name]], interval=0.1, on_poll=on_poll)

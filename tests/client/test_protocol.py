@@ -138,6 +138,14 @@ def test_a_refused_archive_read_is_raised() -> None:
         play(protocol.jobs_or_archived(["b"]), answers)
 
 
+def test_an_error_entry_other_than_not_found_is_raised_not_passed_on() -> None:
+    refused = {"job_id": "b", "http_status": "403 Forbidden", "http_message": "Not yours"}
+    answers = {"/jobs/a,b,": [job("a"), refused]}
+
+    with pytest.raises(NotAuthorised, match="Not yours"):
+        play(protocol.jobs_or_archived(["a", "b"]), answers)
+
+
 def test_a_poll_round_gives_records_errors_and_skips_a_batch_lost_to_a_passing_fault() -> None:
     ids = [f"j{n:03}" for n in range(201)]
     first, second, third = (r.path for r in protocol.by_ids("GET", ids))

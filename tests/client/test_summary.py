@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from airflow_provider_fts.client.states import (
+    MAX_LISTED_JOBS,
     ProgressLog,
     all_terminal,
     merge_summaries,
@@ -213,6 +214,45 @@ def test_more_failures_join_a_summary_under_the_same_caps():
         {"reason": "B", "files": 100, "recoverable": 0},
         {"reason": "A", "files": 1, "recoverable": 0},
     ]
+
+
+def bulk_records(jobs: int, files_per_job: int = 200) -> list[dict]:
+    """Ended job records of a 10^6-file move: every tenth job FINISHEDDIRTY with one
+    failed file, one job CANCELED, the others FINISHED."""
+    records = []
+    for n in range(jobs):
+        state = "CANCELED" if n == 7 else "FINISHEDDIRTY" if n % 10 == 3 else "FINISHED"
+        files = [file_record("FINISHED", filesize=2**20, tx_duration=1)] * (files_per_job - 1)
+        last = "FINISHED" if state == "FINISHED" else "CANCELED" if n == 7 else "FAILED"
+        files.append(file_record(last, reason=f"TRANSFER [5] job {n} EIO", recoverable=False))
+        records.append({"job_id": f"{n:08d}-bulk-job", "job_state": state, "files": files})
+    return records
+
+
+def test_a_summary_of_5000_jobs_stays_under_64_kib_with_exact_counts():
+    summary = summarize_jobs(bulk_records(5000))
+
+    assert len(json.dumps(summary)) < 64 * 1024
+    assert summary["jobs"] == 5000
+    assert summary["jobs_per_state"] == {"CANCELED": 1, "FINISHED": 4499, "FINISHEDDIRTY": 500}
+    assert summary["files"] == 5000 * 200
+    assert summary["failed_count"] == 501
+    assert len(summary["job_states"]) + summary["jobs_not_listed"] == 5000
+
+
+def test_a_summary_names_the_jobs_not_finished_first_up_to_the_cap():
+    few = summarize_jobs(bulk_records(50))
+    many = summarize_jobs(bulk_records(5000))
+
+    assert (
+        list(few["job_states"].values())[:6]
+        == ["FINISHEDDIRTY", "CANCELED"] + ["FINISHEDDIRTY"] * 4
+    )
+    assert few["jobs_not_listed"] == 0 and len(few["job_states"]) == 50
+    assert len(many["job_states"]) == MAX_LISTED_JOBS
+    assert "FINISHED" not in many["job_states"].values()
+    assert many["job_states"]["00000007-bulk-job"] == "CANCELED"
+    assert many["jobs_not_listed"] == 5000 - MAX_LISTED_JOBS
 
 
 def test_summaries_of_two_servers_merge_into_the_summary_of_all_their_jobs():

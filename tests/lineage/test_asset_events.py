@@ -106,10 +106,9 @@ def test_no_alias_means_no_event(airflow_db, fts_connection, fts_emulator):
 
 
 def test_without_an_alias_nothing_is_fetched():
-    task = FTSSubmitOperator(task_id="t", transfers=[], outlets=[Asset("davs://b.example/x")])
-    task.hook = None  # nothing to ask
+    hook = None  # nothing to ask
 
-    assert add_replica_events(task, {}, ["job"]) == 0
+    assert add_replica_events(hook, [Asset("davs://b.example/x")], {}, ["job"]) == 0
 
 
 def test_a_retry_announces_the_files_an_earlier_try_finished(
@@ -186,7 +185,7 @@ def test_a_wrong_asset_grain_is_refused_when_the_dag_is_parsed(task):
 
 @pytest.mark.parametrize("status", ["timeout", "error"])
 def test_a_sensors_timeout_or_error_event_still_keeps_what_lineage_needs(status):
-    """assets.prepare_lineage runs before the verdict on the event, for the sensor too."""
+    """The job ids are kept before the verdict on the event, for the sensor too."""
     from tests.tasks import TaskTry
 
     sensor = FTSJobSensor(task_id="wait", job_id="job-1")
@@ -195,4 +194,4 @@ def test_a_sensors_timeout_or_error_event_still_keeps_what_lineage_needs(status)
     with pytest.raises(Exception, match="over"):
         sensor.execute_complete({"ti": TaskTry(task_id="wait")}, event)
 
-    assert sensor._fts_job_ids == ["job-1"]
+    assert sensor.fts_job_ids == ["job-1"]

@@ -102,7 +102,7 @@ def test_complete_event_carries_sources_destinations_and_the_fts_run(lineage):
     assert facet(event) == {
         "jobIds": [job_id],
         "endpoint": lineage["endpoint"],
-        "jobStates": {job_id: "FINISHEDDIRTY"},
+        "jobsPerState": {"FINISHEDDIRTY": 1},
         "files": 3,
         "fileStates": {"FAILED": 1, "FINISHED": 2},
         "bytes": 1000,
@@ -138,7 +138,8 @@ def test_fail_event_after_a_deferral_comes_from_a_fresh_task_instance(lineage):
     inputs, outputs = expected(lineage["prefix"], "deferred")
     assert datasets(event, "inputs") == inputs
     assert datasets(event, "outputs") == outputs
-    assert facet(event)["jobStates"] == {job_id: "FINISHEDDIRTY"}
+    assert facet(event)["jobIds"] == [job_id]
+    assert facet(event)["jobsPerState"] == {"FINISHEDDIRTY": 1}
     assert [f["reason"] for f in facet(event)["failedFiles"]] == ["TRANSFER [13] Permission denied"]
 
 
@@ -158,7 +159,7 @@ def test_deferred_sensor_completes_with_what_its_jobs_moved(lineage):
     assert datasets(event, "inputs") == inputs
     assert datasets(event, "outputs") == outputs
     assert facet(event)["jobIds"] == [job_id]
-    assert facet(event)["jobStates"] == {job_id: "FINISHEDDIRTY"}
+    assert facet(event)["jobsPerState"] == {"FINISHEDDIRTY": 1}
 
 
 def test_no_token_reaches_a_lineage_event(lineage):
