@@ -29,6 +29,7 @@ from airflow_provider_fts.client.states import (
     FileState,
     JobState,
     JobSummary,
+    ids_in_words,
     is_recoverable,
     jobs_in_words,
     progress_line,
@@ -79,7 +80,8 @@ def _final(cls: type[FTSValidationError]) -> type[FTSValidationError]:
 
 
 def timeout_message(job_ids: list[str]) -> str:
-    return f"FTS jobs {job_ids} still running at the deadline; they were left running."
+    """What a wait that hit its deadline says: one short line whatever the number of jobs."""
+    return f"FTS jobs {ids_in_words(job_ids)} still running at the deadline; left running."
 
 
 def log_failures(summary: JobSummary, log: Any) -> None:

@@ -144,7 +144,7 @@ def test_a_wait_past_its_timeout_fails_with_the_triggers_message(hook):
     error, _ = run(operator, 1, "slow")
 
     assert isinstance(error, AirflowFailException)
-    assert "still running at the deadline; they were left running" in str(error)
+    assert "still running at the deadline; left running" in str(error)
     hook.cancel_jobs(operator._job_ids)
 
 
