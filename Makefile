@@ -9,6 +9,10 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The build leaves a copy of the package metadata in the checkout; a process started
+	# here (cwd on sys.path) would see the provider's entry points twice, and Airflow's task
+	# runner stops loading plugins at a duplicate (OpenLineage's listener among them).
+	rm -rf airflow_provider_fts.egg-info
 	touch $@
 
 lint: $(BIN)/.installed

@@ -40,9 +40,9 @@ isolate_airflow()
 from harness import print_table  # noqa: E402
 
 from airflow_provider_fts.hooks.fts import FTSHook  # noqa: E402
+from airflow_provider_fts.plugins.app import stream_csv  # noqa: E402
 from airflow_provider_fts.plugins.page import render_page  # noqa: E402
 from airflow_provider_fts.plugins.report import Filters, ReportCache, build_report  # noqa: E402
-from airflow_provider_fts.plugins.transfers import stream_csv  # noqa: E402
 from tests.ui.many_files import REASONS, many_files_run, start_emulator  # noqa: E402
 
 

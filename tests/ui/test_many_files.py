@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from airflow_provider_fts.hooks.fts import FTSHook
+from airflow_provider_fts.plugins.app import stream_csv, stream_json
 from airflow_provider_fts.plugins.page import render_page
 from airflow_provider_fts.plugins.report import (
     Filters,
@@ -25,7 +26,6 @@ from airflow_provider_fts.plugins.report import (
     build_report,
     public_url,
 )
-from airflow_provider_fts.plugins.transfers import stream_csv, stream_json
 from airflow_provider_fts.testing.server import FTSEmulator
 
 from .many_files import REASONS, many_files_run, start_emulator
