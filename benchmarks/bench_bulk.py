@@ -162,8 +162,8 @@ def _trigger_in_own_process(spec: dict) -> None:
         classpath, kwargs = trigger.serialize()
         child = {"classpath": classpath, "kwargs": kwargs, "connection": spec["connection"]}
         output = subprocess.run(
-            [sys.executable, __file__, "--child", "trigger", "--spec", json.dumps(child)],
-            check=True, capture_output=True, text=True,
+            [sys.executable, __file__, "--child", "trigger", "--spec", "-"],
+            input=json.dumps(child), check=True, capture_output=True, text=True,
         )  # fmt: skip
         answer = json.loads(output.stdout.splitlines()[-1])
         EVENTS.append({k: v for k, v in answer.items() if k != "payload"})
@@ -244,8 +244,10 @@ class Code:
 
     def run(self, child: str, spec: dict) -> dict:
         env = {**os.environ, "PYTHONPATH": str(self.root)}
-        command = [sys.executable, __file__, "--child", child, "--spec", json.dumps(spec)]
-        output = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
+        command = [sys.executable, __file__, "--child", child, "--spec", "-"]
+        output = subprocess.run(
+            command, env=env, input=json.dumps(spec), check=False, capture_output=True, text=True
+        )
         if output.returncode:
             raise RuntimeError(f"{self.name} {child} failed:\n{output.stderr[-4000:]}")
         return json.loads(output.stdout.splitlines()[-1])
@@ -312,7 +314,8 @@ def routes(counts: dict) -> str:
 def main() -> None:
     args = parse_args()
     if args.child:
-        spec = json.loads(args.spec)
+        # On standard input: a trigger's 5,000 job ids outgrow one command-line argument.
+        spec = json.loads(sys.stdin.read() if args.spec == "-" else args.spec)
         answer = run_task(spec) if args.child == "task" else run_trigger(spec)
         print(json.dumps(answer, default=str))
         return

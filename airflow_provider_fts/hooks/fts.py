@@ -28,7 +28,7 @@ from airflow_provider_fts.client.endpoints import Endpoints, wait_by_endpoint
 from airflow_provider_fts.client.errors import FTSError, is_transient
 from airflow_provider_fts.client.oidc import on_new_secret
 from airflow_provider_fts.client.poller import JobPoller, shared_poller
-from airflow_provider_fts.client.states import Tally, ids_in_words
+from airflow_provider_fts.client.states import Tally, has_ended, ids_in_words
 from airflow_provider_fts.client.storage_tokens import StorageTokenMinter
 from airflow_provider_fts.client.submission import Transfer
 from airflow_provider_fts.lineage import asset_uri
@@ -333,6 +333,13 @@ class FTSHook(BaseHook):
     # -- job status: the one path the operator, the sensor and the trigger's callers share --
     # (kept apart from the client-delegating methods above; the trigger reads the same
     # records through the shared async poller and summarizes them the same way)
+
+    def jobs_ended(self, job_ids: Sequence[str]) -> bool:
+        """Whether every job has ended, from their records alone (no files are read): what
+        a task asks before it defers, so the files of ended jobs are read once, by whoever
+        waits for them."""
+        records = self.get_jobs_or_archived(job_ids)
+        return all("job_state" in r and has_ended(r["job_state"]) for r in records)
 
     def get_summary(self, job_ids: Sequence[str], *, tally: Tally | None = None) -> JobSummary:
         """The jobs' summary now, from one poll round: their records (one request per 100

@@ -31,7 +31,6 @@ from airflow_provider_fts.client.states import (
     JobState,
     JobSummary,
     ProgressLog,
-    all_terminal,
     failed_files,
     has_ended,
     is_finished_replica,
@@ -438,9 +437,9 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
 
     def _wait(self, job_ids: list[str], earlier: dict[int, EarlierJobs], context: Context) -> None:
         if self.deferrable:
-            summary = self.hook.get_summary(job_ids)
-            if not all_terminal(summary):
+            if not self.hook.jobs_ended(job_ids):  # a job already over needs no triggerer
                 self._defer_wait(job_ids, self.poll_interval, self.wait_timeout)
+            summary = self.hook.get_summary(job_ids)
         else:
             try:
                 summary = self.hook.wait_for_jobs(

@@ -124,9 +124,8 @@ class FTSJobSensor(FTSTask, BaseSensorOperator):
         self._push_job_url(context, ids)
         if not self.deferrable:
             return super().execute(context)
-        first = self.poke(context)  # a job already over needs no triggerer
-        if first.is_done:
-            return first.xcom_value
+        if self.hook.jobs_ended(ids):  # a job already over needs no triggerer
+            return self.poke(context).xcom_value
         self._defer_wait(ids, self.poke_interval, self.timeout)
 
     @final_on_bad_input
