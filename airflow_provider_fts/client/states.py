@@ -238,39 +238,38 @@ class Failures:
 
     def add(self, entry: Mapping[str, Any]) -> None:
         """One failed file (an entry of :func:`failed_files`)."""
-        recoverable = entry["state"] == FileState.FAILED and is_recoverable(entry)
+        recoverable = int(entry["state"] == FileState.FAILED and is_recoverable(entry))
         self.count += 1
         self.recoverable += recoverable
-        reason = (entry["reason"] or entry["state"])[:REASON_CHARS]
-        if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
-            reason = OTHER_REASONS
-        group = self.reasons.setdefault(reason, {"reason": reason, "files": 0, "recoverable": 0})
-        group["files"] += 1
-        group["recoverable"] += recoverable
-        listed = {**entry, "reason": entry["reason"][:REASON_CHARS]}
-        size = len(json.dumps(listed))
-        if len(self.listed) < MAX_FAILED_FILES and self._listed_bytes + size <= FAILED_FILES_BYTES:
-            self.listed.append(listed)
-            self._listed_bytes += size
+        self._group((entry["reason"] or entry["state"])[:REASON_CHARS], 1, recoverable)
+        self._list({**entry, "reason": entry["reason"][:REASON_CHARS]})
 
     def merge(self, other: Failures) -> None:
         """Another set of failures (of other jobs) joined to these, under the same caps."""
         self.count += other.count
         self.recoverable += other.recoverable
         for group in other.reasons.values():
-            reason = group["reason"]
-            if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
-                reason = OTHER_REASONS
-            mine = self.reasons.setdefault(reason, {"reason": reason, "files": 0, "recoverable": 0})
-            mine["files"] += group["files"]
-            mine["recoverable"] += group["recoverable"]
+            self._group(group["reason"], group["files"], group["recoverable"])
         for listed in other.listed:
-            size = len(json.dumps(listed))
-            full = len(self.listed) >= MAX_FAILED_FILES
-            if full or self._listed_bytes + size > FAILED_FILES_BYTES:
+            if not self._list(listed):
                 break
-            self.listed.append(listed)
-            self._listed_bytes += size
+
+    def _group(self, reason: str, files: int, recoverable: int) -> None:
+        """Count files under their reason; past :data:`MAX_REASONS`, under the others."""
+        if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
+            reason = OTHER_REASONS
+        group = self.reasons.setdefault(reason, {"reason": reason, "files": 0, "recoverable": 0})
+        group["files"] += files
+        group["recoverable"] += recoverable
+
+    def _list(self, listed: dict) -> bool:
+        """List a failed file while the caps allow; whether it was listed."""
+        size = len(json.dumps(listed))
+        if len(self.listed) >= MAX_FAILED_FILES or self._listed_bytes + size > FAILED_FILES_BYTES:
+            return False
+        self.listed.append(listed)
+        self._listed_bytes += size
+        return True
 
     def to_json(self) -> dict[str, Any]:
         # Most files first, the other reasons last.
