@@ -33,6 +33,11 @@ class TaskTry:
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
+    def xcom_pull(self, task_ids: str, key: str, map_indexes: int) -> Any:
+        """This task's own XCom (what a resumed try reads of what it pushed before)."""
+        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
+        return self.xcoms.get(key)
+
     def get_task_states(
         self, dag_id: str, map_index: int, task_ids: list[str], run_ids: list[str]
     ) -> dict[str, dict[str, str | None]]:

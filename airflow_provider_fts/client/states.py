@@ -126,17 +126,18 @@ FAILED_FILE_STATES = frozenset({FileState.FAILED, FileState.CANCELED})
 
 #: The file fields read once of a job that ended FINISHED: counts, bytes, throughput.
 FINISHED_FILE_FIELDS: tuple[str, ...] = ("file_state", "filesize", "tx_duration")
-#: The file fields read once of a job that ended otherwise: the failures too.
-ENDED_FILE_FIELDS: tuple[str, ...] = (
+#: The file fields :func:`failed_files` and :func:`is_finished_replica` read: what a retry
+#: needs of an earlier try's job that did not end FINISHED.
+OUTCOME_FILE_FIELDS: tuple[str, ...] = (
     "file_id",
     "file_state",
     "source_surl",
     "dest_surl",
     "reason",
     "recoverable",
-    "filesize",
-    "tx_duration",
 )
+#: The file fields read once of a job that ended otherwise: the failures too.
+ENDED_FILE_FIELDS: tuple[str, ...] = (*OUTCOME_FILE_FIELDS, "filesize", "tx_duration")
 #: The file fields of a progress sample of a job still running.
 SAMPLE_FILE_FIELDS: tuple[str, ...] = ("file_state",)
 #: Seconds between progress samples of the running jobs' files (the first one after this).
@@ -221,15 +222,19 @@ class Failures:
     def __init__(self) -> None:
         self.count = 0
         self.recoverable = 0
+        self.states: Counter[str] = Counter()  # the failed files per state
         self.listed: list[dict] = []
         self.reasons: dict[str, dict[str, int]] = {}
         self._listed_bytes = 0
 
     @classmethod
     def of(cls, summary: Mapping[str, Any]) -> Failures:
-        """The failures a summary holds, to add more."""
+        """The failures a summary holds (or :meth:`to_json` with ``file_states``), to add more."""
         failures = cls()
         failures.count = summary["failed_count"]
+        failures.states = Counter(
+            {s: n for s, n in summary["file_states"].items() if s in FAILED_FILE_STATES}
+        )
         failures.recoverable = summary["recoverable_count"]
         failures.listed = list(summary["failed_files"])
         failures._listed_bytes = sum(len(json.dumps(e)) for e in failures.listed)
@@ -241,6 +246,7 @@ class Failures:
         recoverable = int(entry["state"] == FileState.FAILED and is_recoverable(entry))
         self.count += 1
         self.recoverable += recoverable
+        self.states[entry["state"]] += 1
         self._group((entry["reason"] or entry["state"])[:REASON_CHARS], 1, recoverable)
         self._list({**entry, "reason": entry["reason"][:REASON_CHARS]})
 
@@ -248,6 +254,7 @@ class Failures:
         """Another set of failures (of other jobs) joined to these, under the same caps."""
         self.count += other.count
         self.recoverable += other.recoverable
+        self.states.update(other.states)
         for group in other.reasons.values():
             self._group(group["reason"], group["files"], group["recoverable"])
         for listed in other.listed:
@@ -469,17 +476,19 @@ def merge_summaries(parts: Iterable[JobSummary]) -> JobSummary:
     }
 
 
-def with_failures(summary: JobSummary, entries: Iterable[Mapping[str, Any]]) -> JobSummary:
-    """The summary plus more failed files (entries of :func:`failed_files`), under the caps."""
+def with_failures(summary: JobSummary, more: Failures | Iterable[Mapping[str, Any]]) -> JobSummary:
+    """The summary plus more failed files (entries of :func:`failed_files`, or counted
+    already in a :class:`Failures`), under the caps."""
+    if not isinstance(more, Failures):
+        entries, more = more, Failures()
+        for entry in entries:
+            more.add(entry)
     failures = Failures.of(summary)
-    states = Counter(summary["file_states"])
-    for entry in entries:
-        failures.add(entry)
-        states[entry["state"]] += 1
-    added = failures.count - summary["failed_count"]
+    failures.merge(more)
+    states = Counter(summary["file_states"]) + more.states
     return {
         **summary,
-        "files": summary["files"] + added,
+        "files": summary["files"] + more.count,
         "file_states": dict(sorted(states.items())),
         **failures.to_json(),
     }

@@ -2,12 +2,14 @@
 
 Each job gets a deterministic id (FTS ``sid``) derived from the DAG, task, run, map index,
 try number and chunk. A retry computes the ids of the earlier tries locally and looks
-them all up in one request: an active job is reconnected to, a FINISHED one is the
-answer, and only a FAILED, FINISHEDDIRTY or CANCELED one leads to a new job, for the files
-that no job finished and that are worth sending again (a failure FTS deems not recoverable
-is never resent). So neither an Airflow retry nor a crash between the submit and the XCom
-push creates a duplicate job. A job FTS already purged to its archive (a task cleared days
-later) is found there, so a FINISHED job is reused even then.
+up their records (100 per request, no files): an active job is reconnected to, a FINISHED
+one is the answer, and only a FAILED, FINISHEDDIRTY or CANCELED one leads to a new job,
+for the files that no job finished and that are worth sending again (a failure FTS deems
+not recoverable is never resent). Only the files of jobs that did not end FINISHED are
+read, a few jobs at a time, and what the task keeps of them is per chunk, not per file.
+So neither an Airflow retry nor a crash between the submit and the XCom push creates a
+duplicate job. A job FTS already purged to its archive (a task cleared days later) is
+found there, so a FINISHED job is reused even then.
 
 Why not ``ResumableJobMixin``: it keeps one id in ``task_state_store`` and resubmits
 everything after a failure; deterministic ids need no store, close the mixin's window
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_fts.client.errors import FTSValidationError, is_job_error_entry
 from airflow_provider_fts.client.states import (
-    ENDED_FILE_FIELDS,
+    OUTCOME_FILE_FIELDS,
+    Failures,
     JobState,
     JobSummary,
     ProgressLog,
@@ -62,6 +65,13 @@ OWNED_JOB_PARAMS = {
 }
 #: Most chunks submitted at once by one task, whatever it asks: no task floods an FTS server.
 MAX_SUBMIT_CONCURRENCY = 16
+#: Earlier tries' jobs whose files a retry reads in one request (one answer in memory).
+EARLIER_JOBS_PER_READ = 20
+#: Chunks a retry's log names one by one; the rest are counted in one line.
+CHUNKS_LOGGED = 10
+#: XCom of the files earlier tries failed for good (counted and listed as in a summary):
+#: a deferred try carries them from its start to its end instead of reading them twice.
+EARLIER_FAILURES_KEY = "fts_earlier_failures"
 
 
 class Chunk:
@@ -82,10 +92,12 @@ class Chunk:
 
     @property
     def transfers(self) -> list[Transfer]:
-        return [
-            Transfer.coerce(item, position)
-            for position, item in zip(self.positions, self.items, strict=True)
-        ]
+        return self.read()
+
+    def read(self, only: Sequence[int] | None = None) -> list[Transfer]:
+        """The transfers as objects: all, or those at ``only`` (positions in this chunk)."""
+        picked = range(len(self.items)) if only is None else only
+        return [Transfer.coerce(self.items[i], self.positions[i]) for i in picked]
 
     def check(self) -> None:
         """Refuse the job as FTS would, before anything is sent (one read of each transfer)."""
@@ -96,48 +108,91 @@ class Chunk:
             _ = self.transfers
             raise
 
-    def to_send(self, done: set[str]) -> list[Transfer]:
-        """The transfers with a destination not in ``done`` (compared as FTS stores URLs)."""
-        return [
-            t for t in self.transfers if not {stored_url_key(d) for d in t.destinations} <= done
-        ]
-
-
-class EarlierJobs:
-    """What the jobs of earlier tries of one chunk say, oldest first.
-
-    :param records: The job records; the files (:data:`ENDED_FILE_FIELDS`) only of jobs
-        that ended other than FINISHED (a FINISHED job is always its chunk's latest, and
-        reused, so its files never matter here).
-    """
-
-    def __init__(self, records: list[dict]) -> None:
-        self.records = records
-        self.latest = records[-1] if records else None
-        failed = [f for r in records for f in failed_files(r)]
-        self.finished = {
-            stored_url_key(f["dest_surl"])
-            for r in records
-            for f in r.get("files") or []
-            if is_finished_replica(f)
-        }
-        lost = [f for f in failed if not is_resendable(f)]
-        self.not_resendable = {stored_url_key(f["destination"]) for f in lost} - self.finished
-        self.lost = _unique(
-            f for f in lost if stored_url_key(f["destination"]) in self.not_resendable
+    def to_send(self, done: set[str]) -> array:
+        """Positions in this chunk of the transfers with a destination not in ``done``
+        (compared as FTS stores URLs)."""
+        return array(
+            "i",
+            (
+                i
+                for i, t in enumerate(self.transfers)
+                if not {stored_url_key(d) for d in t.destinations} <= done
+            ),
         )
 
-    def forgive(self) -> None:
-        """Resend what failed for good: a user cleared the task after fixing something."""
-        self.not_resendable = set()
-        self.lost = []
+
+class EarlierTries:
+    """What the jobs of a task's earlier tries left, kept per chunk, never per file.
+
+    Fed one chunk at a time (:meth:`add`): each chunk's latest job, which of its transfers
+    to send again, and the files the earlier jobs failed for good that no job finished
+    (counted and listed as a summary does; never resent, unless ``forgive``).
+
+    :param forgive: Send again what failed for good: a user cleared the task after fixing
+        something (:func:`~airflow_provider_fts.verdict.resends_lost_files`).
+    """
+
+    def __init__(self, forgive: bool = False) -> None:
+        self.forgive = forgive
+        self.job_ids: list[str] = []  # every earlier job, for the replicas' asset events
+        self.latest: dict[int, dict[str, Any]] = {}
+        self.resend: dict[int, array] = {}  # chunk -> positions in it to send again
+        self.lost = Failures()
+
+    def add(self, chunk: Chunk, records: list[dict]) -> None:
+        """The earlier jobs of ``chunk``, oldest first, with the files
+        (:data:`~airflow_provider_fts.client.states.OUTCOME_FILE_FIELDS`) of those that
+        ended other than FINISHED (a FINISHED job is its chunk's latest and is reused)."""
+        latest = records[-1]
+        self.job_ids += [r["job_id"] for r in records]
+        self.latest[chunk.index] = {"job_id": latest["job_id"], "job_state": latest["job_state"]}
+        finished = {
+            stored_url_key(f["dest_surl"])
+            for r in records
+            for f in r.get("files") or ()
+            if is_finished_replica(f)
+        }
+        lost: dict[str, dict] = {}
+        if not self.forgive:
+            for entry in (f for r in records for f in failed_files(r)):
+                if not is_resendable(entry):
+                    lost.setdefault(stored_url_key(entry["destination"]), entry)
+        for key in finished & lost.keys():  # another job copied it after all
+            del lost[key]
+        state = JobState.parse(latest["job_state"])
+        if state.is_terminal and state is not JobState.FINISHED:
+            resend = chunk.to_send(finished | lost.keys())
+            if resend:
+                self.resend[chunk.index] = resend
+        for entry in lost.values():
+            # A reused job's failures are in this try's summary already.
+            if entry["job_id"] != latest["job_id"] or chunk.index in self.resend:
+                self.lost.add(entry)
+
+    def lost_as_json(self) -> dict[str, Any]:
+        """:attr:`lost` as XCom carries it (:meth:`Failures.of` reads it back)."""
+        return {**self.lost.to_json(), "file_states": dict(self.lost.states)}
 
 
-def _unique(entries: Any) -> list[dict]:
-    seen: dict[str, dict] = {}
-    for entry in entries:
-        seen.setdefault(stored_url_key(entry["destination"]), entry)
-    return list(seen.values())
+def _needs_files(record: dict) -> bool:
+    """Whether a retry reads an earlier job's files: it ended other than FINISHED (an
+    archived record has them all already)."""
+    state = record["job_state"]
+    return "files" not in record and has_ended(state) and state != JobState.FINISHED
+
+
+def _reads(found: dict[int, list[dict]], jobs_per_read: int) -> Iterator[list[int]]:
+    """The chunks of ``found`` in groups whose jobs to read make about one request."""
+    group: list[int] = []
+    jobs = 0
+    for index, records in list(found.items()):  # the caller pops what it took in
+        group.append(index)
+        jobs += sum(map(_needs_files, records))
+        if jobs >= jobs_per_read:
+            yield group
+            group, jobs = [], 0
+    if group:
+        yield group
 
 
 def refuse_owned_params(params: dict[str, Any], where: str) -> None:
@@ -260,7 +315,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     def execute(self, context: Context) -> str | list[str]:
         self._ti = context["ti"]
         chunks = self._chunks()
-        earlier = self._after_a_clear(self._earlier_jobs(chunks, context), context)
+        earlier = self._earlier_tries(chunks, context)
         job_ids = self._submit_or_resume(chunks, earlier, context)
         self._job_ids = job_ids
         result = job_ids[0] if len(job_ids) == 1 else job_ids
@@ -275,9 +330,16 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         summary = self._resumed(context, event)
         ids = event["job_ids"]
-        # the same facts as execute
-        earlier = self._after_a_clear(self._earlier_jobs(self._chunks(), context), context)
-        self._publish(summary, earlier, ids, context)
+        # The facts execute had: the earlier jobs (records only; one chunk per job id), and
+        # what they lost for good, carried in XCom rather than read from their files again.
+        found = self._earlier_records(len(ids), context)
+        ti = context["ti"]
+        carried = ti.xcom_pull(
+            task_ids=ti.task_id, key=EARLIER_FAILURES_KEY, map_indexes=ti.map_index
+        )
+        lost = Failures.of(carried) if carried else Failures()
+        earlier_ids = [r["job_id"] for records in found.values() for r in records]
+        self._publish(summary, lost, earlier_ids, ids, context)
         return ids[0] if len(ids) == 1 else ids
 
     def _waited_jobs(self) -> list[str]:
@@ -344,7 +406,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         return task_sid(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, try_number, chunk)
 
     def _submit_or_resume(
-        self, chunks: list[Chunk], earlier: dict[int, EarlierJobs], context: Context
+        self, chunks: list[Chunk], earlier: EarlierTries, context: Context
     ) -> list[str]:
         """One job id per chunk: an earlier try's job where it stands, else a new one.
 
@@ -352,40 +414,22 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
         sid, so a lost answer or a killed worker leaves nothing a retry would send twice.
         """
         job_ids: list[str | None] = []
-        to_submit: list[tuple[int, Chunk, list[Transfer] | None]] = []  # None: every transfer
+        to_submit: list[tuple[int, Chunk, array | None]] = []  # None: every transfer
         for chunk in chunks:
-            jobs = earlier.get(chunk.index) or EarlierJobs([])
-            latest = jobs.latest
-            state = latest and JobState.parse(latest["job_state"])
-            if latest and (not state.is_terminal or state is JobState.FINISHED):
-                self.log.info("Chunk %d: reusing job %s (%s)", chunk.index, latest["job_id"], state)
+            latest = earlier.latest.get(chunk.index)
+            resend = earlier.resend.get(chunk.index)
+            if latest is not None and resend is None:  # running, FINISHED, or nothing to send
                 job_ids.append(latest["job_id"])
-                continue
-            remaining = None
-            if latest:
-                remaining = chunk.to_send(jobs.finished | jobs.not_resendable)
-                self.log.info(
-                    "Chunk %d: job %s ended %s; resubmitting %d of %d files "
-                    "(%d failed for good, never resent)",
-                    chunk.index,
-                    latest["job_id"],
-                    state,
-                    len(remaining),
-                    len(chunk.items),
-                    len(jobs.lost),
-                )
-                if not remaining:  # nothing worth resending: its verdict stands
-                    job_ids.append(latest["job_id"])
-                    continue
-            to_submit.append((len(job_ids), chunk, remaining))
-            job_ids.append(None)
+            else:
+                to_submit.append((len(job_ids), chunk, resend))
+                job_ids.append(None)
+        self._log_earlier(chunks, earlier, [job_id for job_id in job_ids if job_id])
         try_number = context["ti"].try_number
 
-        def submit(planned: tuple[int, Chunk, list[Transfer] | None]) -> None:
-            position, chunk, remaining = planned
-            transfers = chunk.transfers if remaining is None else remaining
+        def submit(planned: tuple[int, Chunk, array | None]) -> None:
+            position, chunk, resend = planned
             sid = self._sid(context, try_number, chunk.index)
-            job_ids[position] = self.hook.submit_job(transfers, sid=sid, **chunk.params)
+            job_ids[position] = self.hook.submit_job(chunk.read(resend), sid=sid, **chunk.params)
 
         # One client made before the threads share it: one whoami, one delegation check
         # (behind its locks) and one connection pool for every chunk.
@@ -395,49 +439,85 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
                 pass
         return job_ids
 
-    def _earlier_jobs(self, chunks: list[Chunk], context: Context) -> dict[int, EarlierJobs]:
-        """The jobs earlier tries left, per chunk, oldest first: one lookup for all of them."""
+    def _log_earlier(self, chunks: list[Chunk], earlier: EarlierTries, reused: list[str]) -> None:
+        """What the earlier tries' jobs lead to: a line per chunk for the first few, then
+        one line of counts, whatever the number of chunks."""
+        if not earlier.latest:
+            return
+        for chunk in chunks[:CHUNKS_LOGGED]:
+            latest = earlier.latest.get(chunk.index)
+            resend = earlier.resend.get(chunk.index)
+            if latest is None:
+                continue
+            if resend is None:
+                self.log.info(
+                    "Chunk %d: reusing job %s (%s)",
+                    chunk.index,
+                    latest["job_id"],
+                    latest["job_state"],
+                )
+            else:
+                self.log.info(
+                    "Chunk %d: job %s ended %s; resubmitting %d of %d files",
+                    chunk.index,
+                    latest["job_id"],
+                    latest["job_state"],
+                    len(resend),
+                    len(chunk.items),
+                )
+        self.log.info(
+            "Earlier tries: %d jobs; reusing %d; resubmitting %d files in %d jobs; "
+            "%d files failed for good, never resent",
+            len(earlier.job_ids),
+            len(reused),
+            sum(len(r) for r in earlier.resend.values()),
+            len(earlier.resend),
+            earlier.lost.count,
+        )
+
+    def _earlier_records(self, chunks: int, context: Context) -> dict[int, list[dict]]:
+        """The records (no files) of the jobs earlier tries left, per chunk, oldest first."""
         try_number = context["ti"].try_number
         expected = {
-            self.hook.expected_job_id(self._sid(context, t, c.index)): c.index
+            self.hook.expected_job_id(self._sid(context, t, c)): c
             for t in range(1, try_number)
-            for c in chunks
+            for c in range(chunks)
         }
-        if not expected:
-            return {}
         found: dict[int, list[dict]] = {}
-        lookup = self.hook.get_jobs_or_archived(list(expected))
-        unfinished = [
-            r["job_id"]
-            for r in lookup
-            if not is_job_error_entry(r)  # a 404: that chunk was not submitted then
-            and "files" not in r  # an archived record has them all
-            and has_ended(r["job_state"])
-            and r["job_state"] != JobState.FINISHED
-        ]
-        if unfinished:
-            with_files = self.hook.get_jobs_or_archived(unfinished, file_fields=ENDED_FILE_FIELDS)
-            by_id = {r["job_id"]: r for r in with_files}
-            lookup = [by_id.get(r["job_id"], r) for r in lookup]
-        for record in lookup:
-            if not is_job_error_entry(record):
-                found.setdefault(expected[record["job_id"]], []).append(record)
-        return {index: EarlierJobs(records) for index, records in found.items()}
+        if not expected:
+            return found
+        for record in self.hook.get_jobs_or_archived(list(expected)):
+            if not is_job_error_entry(record):  # a 404: that chunk was not submitted then
+                kept = {k: record[k] for k in ("job_id", "job_state", "files") if k in record}
+                found.setdefault(expected[record["job_id"]], []).append(kept)
+        return found
 
-    def _after_a_clear(
-        self, earlier: dict[int, EarlierJobs], context: Context
-    ) -> dict[int, EarlierJobs]:
-        """``earlier``, with what failed for good resendable if a user cleared the task."""
-        if resends_lost_files(context["ti"], self.retries):
-            for jobs in earlier.values():
-                jobs.forgive()
+    def _earlier_tries(self, chunks: list[Chunk], context: Context) -> EarlierTries:
+        """What earlier tries left (:class:`EarlierTries`): their job records, then the
+        files of those that did not end FINISHED, about ``EARLIER_JOBS_PER_READ`` jobs per
+        request, each group of chunks taken in before the next is read."""
+        earlier = EarlierTries(forgive=resends_lost_files(context["ti"], self.retries))
+        found = self._earlier_records(len(chunks), context)
+        for group in _reads(found, EARLIER_JOBS_PER_READ):
+            wanted = [r["job_id"] for index in group for r in found[index] if _needs_files(r)]
+            read = (
+                self.hook.get_jobs_or_archived(wanted, file_fields=OUTCOME_FILE_FIELDS)
+                if wanted
+                else []
+            )
+            with_files = {r["job_id"]: r for r in read if not is_job_error_entry(r)}
+            for index in group:
+                records = found.pop(index)
+                earlier.add(chunks[index], [with_files.get(r["job_id"], r) for r in records])
         return earlier
 
     # -- waiting and the verdict -----------------------------------------------------------
 
-    def _wait(self, job_ids: list[str], earlier: dict[int, EarlierJobs], context: Context) -> None:
+    def _wait(self, job_ids: list[str], earlier: EarlierTries, context: Context) -> None:
         if self.deferrable:
             if not self.hook.jobs_ended(job_ids):  # a job already over needs no triggerer
+                if earlier.lost.count:
+                    context["ti"].xcom_push(key=EARLIER_FAILURES_KEY, value=earlier.lost_as_json())
                 self._defer_wait(job_ids, self.poll_interval, self.wait_timeout)
             summary = self.hook.get_summary(job_ids)
         else:
@@ -450,30 +530,20 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
                 )
             except TimeoutError:
                 raise AirflowFailException(timeout_message(job_ids)) from None
-        self._publish(summary, earlier, job_ids, context)
+        self._publish(summary, earlier.lost, earlier.job_ids, job_ids, context)
 
     def _publish(
         self,
         summary: JobSummary,
-        earlier: dict[int, EarlierJobs],
+        lost: Failures,
+        earlier_ids: list[str],
         job_ids: list[str],
         context: Context,
     ) -> None:
-        """The verdict on this try's jobs and on the files earlier tries lost for good."""
-        lost = [
-            f
-            for jobs in earlier.values()
-            for f in jobs.lost
-            if f["job_id"] not in job_ids  # a reused job's failures are in the summary
-        ]
-        if lost:
-            summary = with_earlier_failures(summary, lost)
+        """The verdict on this try's jobs and on the files earlier tries lost for good
+        (``lost``: of jobs this try does not reuse, never resent)."""
+        if lost.count:
+            summary = with_failures(summary, lost)
         # Files an earlier try's job finished are replicas too: announce them with this try's.
-        earlier_ids = [r["job_id"] for jobs in earlier.values() for r in jobs.records]
         replica_jobs = list(dict.fromkeys(earlier_ids + job_ids))
         self._conclude(summary, context, can_resubmit=True, replica_jobs=replica_jobs)
-
-
-def with_earlier_failures(summary: JobSummary, lost: list[dict]) -> JobSummary:
-    """The summary, plus files earlier tries' jobs failed for good (they are not resent)."""
-    return with_failures(summary, lost)

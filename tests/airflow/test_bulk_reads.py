@@ -6,19 +6,26 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
 from airflow_provider_fts.client.states import (
-    ENDED_FILE_FIELDS,
     FINISHED_FILE_FIELDS,
+    OUTCOME_FILE_FIELDS,
     ProgressLog,
 )
-from airflow_provider_fts.operators.fts import FTSSubmitOperator
+from airflow_provider_fts.operators.fts import (
+    EARLIER_FAILURES_KEY,
+    EARLIER_JOBS_PER_READ,
+    FTSSubmitOperator,
+)
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
 from airflow_provider_fts.verdict import FTSRecoverableFailure
 from tests.targets import job_reads, record_targets
 from tests.tasks import TaskTry, only_event
 
 FINISHED_FIELDS = ",".join(FINISHED_FILE_FIELDS)
-ENDED_FIELDS = ",".join(ENDED_FILE_FIELDS)
+OUTCOME_FIELDS = ",".join(OUTCOME_FILE_FIELDS)
 
 
 def run(operator: FTSSubmitOperator, try_number: int, run_id: str):
@@ -48,12 +55,84 @@ def test_a_retry_reads_the_files_only_of_jobs_that_did_not_finish(hook, fts_emul
     error, ti = run(operator, 2, "bulk-retry")
 
     lookup = job_reads(seen)[:2]
-    assert lookup == [({finished, failed}, None), ({failed}, ENDED_FIELDS)]
+    assert lookup == [({finished, failed}, None), ({failed}, OUTCOME_FIELDS)]
     assert [(ids, files) for ids, files in job_reads(seen) if finished in ids and files] == [
         ({finished}, FINISHED_FIELDS)  # once, by the wait, for counts and bytes
     ]
     assert isinstance(error, FTSRecoverableFailure)  # the resent file fails again
     assert ti.xcoms["fts_summary"]["file_states"] == {"FAILED": 1, "FINISHED": 1}
+
+
+def test_a_retry_reads_earlier_files_a_few_jobs_per_request(hook, fts_emulator):
+    """45 one-file jobs failed once: the retry asks their records in one request, then
+    their files 20 jobs at a time, and resends each file once."""
+    operator = FTSSubmitOperator(
+        task_id="bulk-groups",
+        transfers=[
+            (f"mock://s.example/{n}", f"mock://d.example/groups/{n}?transfer_errno=110&fail_jobs=1")
+            for n in range(45)
+        ],
+        max_files_per_job=1,
+        wait_for_completion=True,
+        poll_interval=0.05,
+    )
+    error, _ = run(operator, 1, "bulk-groups")
+    assert isinstance(error, FTSRecoverableFailure)
+    earlier = set(operator._job_ids)
+    seen = record_targets(fts_emulator)
+
+    result, ti = run(operator, 2, "bulk-groups")
+
+    reads = [(ids, files) for ids, files in job_reads(seen) if ids <= earlier]
+    assert reads[0] == (earlier, None)
+    assert [len(ids) for ids, files in reads[1:]] == [EARLIER_JOBS_PER_READ] * 2 + [5]
+    assert {files for _, files in reads[1:]} == {OUTCOME_FIELDS}
+    assert len(result) == 45 and not set(result) & earlier
+    assert ti.xcoms["fts_summary"]["file_states"] == {"FINISHED": 45}
+
+
+def test_a_deferred_retry_carries_what_earlier_tries_lost_to_its_end(hook, fts_emulator):
+    """Try 2 reads try 1's files before it defers; it resumes (a fresh task object, as in
+    a new process) with the file try 1 failed for good from XCom, reading no file again."""
+
+    def operator() -> FTSSubmitOperator:
+        return FTSSubmitOperator(
+            task_id="carry",
+            transfers=[
+                ("mock://s.example/ok", "mock://d.example/carry/ok"),
+                (
+                    "mock://s.example/o",
+                    "mock://d.example/carry/once?transfer_errno=110&fail_jobs=1",
+                ),
+                ("mock://s.example/f", "mock://d.example/carry/fatal?transfer_errno=13"),
+            ],
+            wait_for_completion=True,
+            deferrable=True,
+            poll_interval=0.05,
+        )
+
+    def try_(number: int) -> tuple[TaskTry, dict]:
+        ti = TaskTry(number, run_id="carry", task_id="carry")
+        with pytest.raises(TaskDeferred) as deferred:
+            operator().execute({"ti": ti})
+        return ti, asyncio.run(only_event(deferred.value.trigger))
+
+    ti, event = try_(1)
+    with pytest.raises(FTSRecoverableFailure):
+        operator().execute_complete({"ti": ti}, event)
+    ti, event = try_(2)
+    assert ti.xcoms[EARLIER_FAILURES_KEY]["failed_count"] == 1
+    seen = record_targets(fts_emulator)
+
+    with pytest.raises(Exception, match="failures for good of earlier tries"):
+        operator().execute_complete({"ti": ti}, event)
+
+    assert all(files is None for _, files in job_reads(seen))  # records only
+    summary = ti.xcoms["fts_summary"]
+    assert summary["file_states"] == {"FAILED": 1, "FINISHED": 1}
+    assert [f["destination"] for f in summary["failed_files"]] == [
+        "mock://d.example/carry/fatal?transfer_errno=13"
+    ]
 
 
 def test_a_wait_reads_each_jobs_files_once_when_it_ends(hook, fts_emulator):

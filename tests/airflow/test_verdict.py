@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider_fts.client.errors import FTSValidationError
-from airflow_provider_fts.client.states import summarize_jobs, with_failures
+from airflow_provider_fts.client.states import Failures, summarize_jobs, with_failures
 from airflow_provider_fts.operators.fts import FTSSubmitOperator
 from airflow_provider_fts.sensors.fts import FTSJobSensor
 from airflow_provider_fts.triggers.fts import FTSJobTrigger
@@ -428,7 +428,7 @@ def test_a_worker_mode_task_marked_failed_says_its_own_on_kill_canceled(hook):
 
     summary = hook.get_summary(operator._job_ids)
     with pytest.raises(AirflowFailException, match="canceled by this task"):
-        operator._publish(summary, {}, operator._job_ids, {"ti": ti})
+        operator._publish(summary, Failures(), [], operator._job_ids, {"ti": ti})
 
 
 def test_a_worker_mark_failed_against_a_slow_server_says_so_within_airflows_grace(
