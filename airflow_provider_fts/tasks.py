@@ -17,7 +17,7 @@ loaded already.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -81,9 +81,9 @@ class FTSTask:
     def _waited_jobs(self) -> list[str]:
         raise NotImplementedError
 
-    def _planned_transfers(self) -> list[Transfer]:
+    def _planned_transfers(self) -> Iterable[Transfer]:
         """The transfers the task will submit (the sensor submits none)."""
-        return []
+        return ()
 
     def _push_job_url(self, context: Context, job_ids: Sequence[str]) -> None:
         """The first job's monitoring URL, for the "FTS job" link (no request is made)."""

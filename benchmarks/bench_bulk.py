@@ -54,7 +54,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=20.0, help="seconds each transfer takes")
     parser.add_argument("--poll", type=float, default=5.0, help="the task's poll interval")
     parser.add_argument("--post-delay", type=float, default=0.05)
-    parser.add_argument("--submit-files", type=int, default=20_000, help="for submission timing")
+    parser.add_argument(
+        "--submit-files", type=int, default=20_000, help="for submission timing (0: none)"
+    )
+    parser.add_argument(
+        "--transfers",
+        choices=["template", "callable"],
+        default="template",
+        help="rendered from a template (as from an XCom), or returned by a callable",
+    )
     parser.add_argument("--engine-concurrency", type=int, default=2_000_000)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 files (sync)")
     parser.add_argument("--child", choices=["task", "trigger"], help=argparse.SUPPRESS)
@@ -103,7 +111,11 @@ with DAG(
 ) as dag:
     FTSSubmitOperator(
         task_id="move",
-        transfers="{{ bulk() }}",
+        transfers=(
+            (lambda context: transfers(spec["size"], spec["tag"], spec["hold"]))
+            if spec.get("transfers") == "callable"
+            else "{{ bulk() }}"
+        ),
         max_files_per_job=spec["files_per_job"],
         wait_for_completion=spec["wait"],
         deferrable=spec["deferred"],
@@ -333,7 +345,8 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: str) -> None:
-    base = {"files_per_job": args.files_per_job, "hold": args.hold, "poll": args.poll}
+    base = {"files_per_job": args.files_per_job, "hold": args.hold, "poll": args.poll,
+            "transfers": args.transfers}  # fmt: skip
     runs, wait_rows, round_rows, submit_rows = 0, [], [], []
     for size in args.sizes:
         for mode in args.modes:
@@ -345,7 +358,7 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
                 wait_rows.append(wait_row(code, size, mode, result))
                 if emulator:
                     round_rows.append(round_row(code, size, mode, result, args.poll))
-    if emulator:
+    if emulator and args.submit_files:
         emulator.post_delay(args.post_delay)
         for code in codes:
             for concurrency in (1, None) if code.root == REPO else (None,):
@@ -380,6 +393,7 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
              "retry: file records"],
             round_rows,
         )  # fmt: skip
+    if emulator and args.submit_files:
         print(f"\nSubmitting {args.submit_files:,} files, every POST delayed "
               f"{args.post_delay:g} s at the emulator\n")  # fmt: skip
         print_table(["code", "submit_concurrency", "POST /jobs", "first POST to last answer s",

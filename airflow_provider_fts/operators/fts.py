@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -244,7 +244,9 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
 
     :param transfers: Transfers (templated): dicts (``source``/``destination`` or
         ``sources``/``destinations`` plus file fields, and optionally ``job_params``),
-        ``(source, destination)`` pairs, or an upstream task's XCom.
+        ``(source, destination)`` pairs, or an upstream task's XCom. Or a callable that
+        takes the task's context and returns (or yields) them, called once per try when
+        the task runs: 10^6 transfers then skip Airflow's rendered-field copy.
     :param job_params: Job parameters for every job (templated), e.g.
         ``{"verify_checksum": "both", "overwrite": True, "retry": 3}``.
     :param fts_conn_id: The Airflow connection to the FTS server.
@@ -314,7 +316,7 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     @final_on_bad_input
     def execute(self, context: Context) -> str | list[str]:
         self._ti = context["ti"]
-        chunks = self._chunks()
+        chunks = self._chunks(context)
         earlier = self._earlier_tries(chunks, context)
         job_ids = self._submit_or_resume(chunks, earlier, context)
         self._job_ids = job_ids
@@ -345,12 +347,16 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
     def _waited_jobs(self) -> list[str]:
         return list(self._job_ids)
 
-    def _planned_transfers(self) -> list[Transfer]:
-        return [Transfer.coerce(item, index) for index, item in enumerate(self.transfers)]
+    def _planned_transfers(self) -> Iterator[Transfer]:
+        # Read one at a time: lineage folds them into at most 100 datasets per side. A
+        # callable is not called here (OpenLineage's listener runs in a forked process).
+        if callable(self.transfers):
+            return iter(())
+        return (Transfer.coerce(item, index) for index, item in enumerate(self.transfers))
 
     # -- planning --------------------------------------------------------------------
 
-    def _chunks(self) -> list[Chunk]:
+    def _chunks(self, context: Context) -> list[Chunk]:
         """Validate the rendered input; group by job parameters, then split by size."""
         if not isinstance(self.max_files_per_job, int) or self.max_files_per_job < 1:
             raise FTSValidationError(
@@ -366,12 +372,17 @@ class FTSSubmitOperator(FTSTask, BaseOperator):
             )
         base = dict(self.job_params or {})
         refuse_owned_params(base, "job_params")
-        transfers = self.transfers
-        if isinstance(transfers, (dict, str)) or not isinstance(transfers, Sequence):
+        produced = callable(self.transfers)  # called once per try, with the context
+        transfers = self.transfers(context) if produced else self.transfers
+        if isinstance(transfers, (dict, str)) or not isinstance(
+            transfers, Iterable if produced else Sequence
+        ):
             raise FTSValidationError(
                 "transfers",
-                f"is a {type(transfers).__name__}, not a list of transfers.",
-                "Pass a list of (source, destination) pairs or dicts, even for one transfer.",
+                f"{'returned' if produced else 'is'} a {type(transfers).__name__}, not a list "
+                "of transfers.",
+                "Pass a list of (source, destination) pairs or dicts, even for one transfer, "
+                "or a callable of the task's context that returns or yields them.",
             )
         groups: dict[str, tuple[dict, list[Any], array]] = {}
         base_key = json.dumps(base, sort_keys=True, default=str)

@@ -76,6 +76,41 @@ def test_invalid_transfers_fail_before_any_request(hook, fts_emulator):
     assert fts_emulator.requests["POST /jobs"] == 0
 
 
+def test_transfers_may_come_from_a_callable_of_the_context(hook):
+    asked = []
+
+    def listing(context):
+        asked.append(context["ti"].run_id)
+        for n in range(5):  # yielded: read once, never a rendered field
+            yield (STAGED, SLOW.format(n=f"{context['ti'].run_id}-{n}"))
+
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=listing, job_params=STAGING, max_files_per_job=2
+    )
+    assert list(operator._planned_transfers()) == []  # lineage's start never calls it
+
+    job_ids, _ = run_try(operator, 1, "produced")
+
+    assert asked == ["produced"]
+    assert [[f["dest_surl"].rsplit("/", 1)[1] for f in hook.get_job_files(j)] for j in job_ids] == [
+        ["op-produced-0", "op-produced-1"],
+        ["op-produced-2", "op-produced-3"],
+        ["op-produced-4"],
+    ]
+    hook.cancel_jobs(job_ids)
+
+
+def test_a_callable_that_returns_no_list_is_refused_by_name(hook, fts_emulator):
+    operator = FTSSubmitOperator(
+        task_id="submit", transfers=lambda context: {"source": STAGED, "destination": SLOW}
+    )
+
+    with pytest.raises(FTSValidationError, match="transfers: returned a dict, not a list"):
+        run_try(operator, 1, "produced-dict")
+
+    assert fts_emulator.requests["POST /jobs"] == 0
+
+
 def test_retry_reconnects_to_the_active_job_of_the_earlier_try(hook, fts_emulator):
     operator = FTSSubmitOperator(
         task_id="submit", transfers=[(STAGED, SLOW.format(n=2))], job_params=STAGING
