@@ -58,10 +58,10 @@ def parse_args() -> argparse.Namespace:
         "--submit-files", type=int, default=20_000, help="for submission timing (0: none)"
     )
     parser.add_argument(
-        "--transfers",
-        choices=["template", "callable"],
-        default="template",
-        help="rendered from a template (as from an XCom), or returned by a callable",
+        "--failures",
+        choices=["spread", "clustered"],
+        default="spread",
+        help="1 %% failing: every 100th file, or every file of every 100th job",
     )
     parser.add_argument("--engine-concurrency", type=int, default=2_000_000)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 files (sync)")
@@ -77,12 +77,16 @@ def parse_args() -> argparse.Namespace:
 # --------------------------------------------------------------------------- the task side
 
 
-def transfers(size: int, tag: str, hold: float) -> list[tuple[str, str]]:
-    """``size`` mock pairs; every 100th fails recoverably in its first job only."""
+def transfers(spec: dict) -> list[tuple[str, str]]:
+    """``size`` mock pairs; 1 % fail recoverably in their first job only: every 100th file
+    (``spread``: every job ends FINISHEDDIRTY), or every file of every 100th job
+    (``clustered``: one storage node down; the other jobs end FINISHED)."""
+    size, tag, hold, per_job = spec["size"], spec["tag"], spec["hold"], spec["files_per_job"]
+    clustered = spec.get("failures") == "clustered"
     pairs = []
     for n in range(size):
         query = f"time={hold:g}"
-        if n % 100 == 99:
+        if (n // per_job if clustered else n) % 100 == 99:
             query += f"&transfer_errno={ETIMEDOUT}&fail_jobs=1"
         pairs.append((f"mock://src.example/{tag}/f{n}", f"mock://dst.example/{tag}/f{n}?{query}"))
     return pairs
@@ -107,15 +111,11 @@ with DAG(
     render_template_as_native_obj=True,
     # Built when the task renders its fields, as from an upstream task's XCom: not parsed
     # into the serialised DAG.
-    user_defined_macros={"bulk": lambda: transfers(spec["size"], spec["tag"], spec["hold"])},
+    user_defined_macros={"bulk": lambda: transfers(spec)},
 ) as dag:
     FTSSubmitOperator(
         task_id="move",
-        transfers=(
-            (lambda context: transfers(spec["size"], spec["tag"], spec["hold"]))
-            if spec.get("transfers") == "callable"
-            else "{{ bulk() }}"
-        ),
+        transfers="{{ bulk() }}",
         max_files_per_job=spec["files_per_job"],
         wait_for_completion=spec["wait"],
         deferrable=spec["deferred"],
@@ -213,6 +213,12 @@ def run_trigger(spec: dict) -> dict:
 
 
 def _peak_rss() -> int:
+    """This process's peak resident memory (``VmHWM``). Not ``ru_maxrss``: Linux carries
+    that over ``exec`` from the process forked, so a trigger's process, started by the
+    task process, would report the task's memory as its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -346,7 +352,7 @@ def main() -> None:
 
 def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: str) -> None:
     base = {"files_per_job": args.files_per_job, "hold": args.hold, "poll": args.poll,
-            "transfers": args.transfers}  # fmt: skip
+            "failures": args.failures}  # fmt: skip
     runs, wait_rows, round_rows, submit_rows = 0, [], [], []
     for size in args.sizes:
         for mode in args.modes:
@@ -378,7 +384,8 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
                 )  # fmt: skip
         emulator.clear_faults()
     print(f"One FTSSubmitOperator task, {args.files_per_job} files per job, transfers of "
-          f"{args.hold:g} s, 1 % failing once, poll every {args.poll:g} s\n")  # fmt: skip
+          f"{args.hold:g} s, 1 % failing once ({args.failures}), "
+          f"poll every {args.poll:g} s\n")  # fmt: skip
     print_table(
         ["code", "files", "mode", "state", "wall s", "task peak RSS MiB", "task RSS before",
          "trigger peak RSS MiB (before it ran), per try", "XCom bytes", "event bytes (summary)",
