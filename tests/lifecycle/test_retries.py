@@ -91,6 +91,31 @@ def test_a_clear_after_a_final_failure_resends_what_failed_for_good(
     assert (fixed_site / "lc_fix" / "f2").read_bytes() == b"f2" * 1000
 
 
+def test_a_deferred_retry_fails_for_what_an_earlier_try_lost_for_good(airflow_stack, emulator):
+    """Try 2 resends only the recoverable file and, resumed in a new process after its
+    deferral, still fails for try 1's file that failed for good (carried in XCom)."""
+    run = Run.trigger(airflow_stack, "lc_carry")
+
+    ti = run.wait_ti_done("transfer", timeout=180)
+
+    jobs = jobs_of(emulator, run)
+    log = run.log("transfer", 2)
+    assert (ti["state"], ti["try_number"]) == ("failed", 2), f"{describe_jobs(jobs)}\n{_tail(log)}"
+    assert len(jobs) == 2, describe_jobs(jobs)
+    assert [f["dest_surl"].rsplit("/", 1)[1] for f in jobs[1]["files"]] == [
+        "once?time=10&transfer_errno=110&fail_jobs=1"
+    ]
+    assert jobs[1]["state"] == "FINISHED", describe_jobs(jobs)
+    carried = run.xcom("transfer", "fts_earlier_failures")
+    assert (carried["failed_count"], carried["recoverable_count"]) == (1, 0)
+    summary = run.xcom("transfer", "fts_summary")
+    assert summary["file_states"] == {"FAILED": 1, "FINISHED": 1}, summary
+    assert [f["destination"].rsplit("/", 1)[1] for f in summary["failed_files"]] == [
+        "fatal?time=10&transfer_errno=13"
+    ]
+    assert [f["job_id"] for f in summary["failed_files"]] == [jobs[0]["job_id"]]
+
+
 _ENDED = {"FINISHED", "FINISHEDDIRTY", "FAILED", "CANCELED"}
 
 

@@ -149,6 +149,21 @@ with dag("lc_fix"):
         retry_delay=timedelta(seconds=1),
     )
 
+# Try 1: `once` fails recoverably (in its first job only), `fatal` for good (EACCES).
+# Try 2 resends `once` alone and defers; it resumes in a new process and fails for
+# `fatal`, which it knows from XCom (`fts_earlier_failures`), not from reading try 1 again.
+with dag("lc_carry"):
+    submit_and_wait(
+        [
+            mock_pair("lc_carry", "ok", time=SETTLE),
+            mock_pair("lc_carry", "once", time=SETTLE, transfer_errno=ETIMEDOUT, fail_jobs=1),
+            mock_pair("lc_carry", "fatal", time=SETTLE, transfer_errno=EACCES),
+        ],
+        deferrable=True,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+
 # The worker waits in its own process (not deferred); the test kills it with SIGKILL.
 with dag("lc_kill"):
     submit_and_wait(
