@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
         "--submit-files", type=int, default=20_000, help="for submission timing (0: none)"
     )
     parser.add_argument(
+        "--no-sequential", action="store_true", help="submission table: the default only"
+    )
+    parser.add_argument(
         "--failures",
         choices=["spread", "clustered"],
         default="spread",
@@ -367,7 +370,8 @@ def measure(args: argparse.Namespace, codes: list[Code], emulator, connection: s
     if emulator and args.submit_files:
         emulator.post_delay(args.post_delay)
         for code in codes:
-            for concurrency in (1, None) if code.root == REPO else (None,):
+            sequential = code.root == REPO and not args.no_sequential
+            for concurrency in (1, None) if sequential else (None,):
                 runs += 1
                 spec = {**base, "size": args.submit_files, "deferred": False, "wait": False,
                         "concurrency": concurrency, "tag": f"bulk{runs}"}  # fmt: skip
