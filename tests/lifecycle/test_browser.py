@@ -75,6 +75,22 @@ def wait_xpath(driver, xpath: str, what: str):
         ) from None
 
 
+def click_xpath(driver, xpath: str, what: str) -> None:
+    """Click the element once it is there; found again if React re-rendered it between
+    the finding and the click (a stale element), as a user's second look would."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            wait_xpath(driver, xpath, what).click()
+            return
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def type_into(driver, dialog: str, values: dict[str, str]) -> None:
     """Type each value into the dialog's input of that name, once it can take keys."""
     from selenium.webdriver.support import expected_conditions
@@ -167,12 +183,12 @@ def test_connection_form(browser, airflow_stack, artifacts: Path):
         },
     )
     open_page(browser, airflow_stack, "/connections")
-    wait_xpath(browser, "//button[@aria-label='Edit Connection']", "the Edit button").click()
+    click_xpath(browser, "//button[@aria-label='Edit Connection']", "the Edit button")
     wait_xpath(browser, "//div[@role='dialog']//input[@name='host']", "the edit form")
     settle_and_shoot(browser, artifacts / "connection-form-standard.png")
-    wait_xpath(
+    click_xpath(
         browser, "//div[@role='dialog']//button[normalize-space()='Extra Fields']", "Extra Fields"
-    ).click()
+    )
     wait_xpath(
         browser,
         "//div[@role='dialog']//button[normalize-space()='Extra Fields'][@aria-expanded='true']",
@@ -246,7 +262,7 @@ def test_a_connection_added_in_the_form_saves_and_passes_the_test_button(
     from selenium.webdriver.common.keys import Keys
 
     open_page(browser, airflow_stack, "/connections")
-    wait_xpath(browser, "//button[normalize-space()='Add Connection']", "Add Connection").click()
+    click_xpath(browser, "//button[normalize-space()='Add Connection']", "Add Connection")
     dialog = "//div[@role='dialog']"
     wait_xpath(browser, f"{dialog}//input[@name='connection_id']", "the form").send_keys("fts_ui")
     kind = wait_xpath(browser, f"{dialog}//input[@role='combobox']", "the connection types")
@@ -260,16 +276,16 @@ def test_a_connection_added_in_the_form_saves_and_passes_the_test_button(
     }
     type_into(browser, dialog, standard)  # the Standard Fields section is open first
     extra_fields = f"{dialog}//button[normalize-space()='Extra Fields']"
-    wait_xpath(browser, extra_fields, "Extra Fields").click()  # closes Standard Fields
+    click_xpath(browser, extra_fields, "Extra Fields")  # closes Standard Fields
     wait_xpath(browser, f"{extra_fields}[@aria-expanded='true']", "the open Extra Fields")
     type_into(browser, dialog, extra)
     settle_and_shoot(browser, artifacts / "connection-add-filled.png")
-    wait_xpath(browser, f"{dialog}//button[normalize-space()='Save']", "Save").click()
+    click_xpath(browser, f"{dialog}//button[normalize-space()='Save']", "Save")
     wait_xpath(browser, "//td[normalize-space()='fts_ui']", "the saved connection in the list")
     saved = json.loads(airflow_stack.get("/api/v2/connections/fts_ui")["extra"])
 
     test = "//tr[td[normalize-space()='fts_ui']]//button[@aria-label='Test Connection']"
-    wait_xpath(browser, test, "the Test button").click()
+    click_xpath(browser, test, "the Test button")
     result = wait_xpath(
         browser,
         "//*[contains(normalize-space(), 'Test Connection Failed') or contains(., 'Connected to')]",
